@@ -1,0 +1,19 @@
+#pragma once
+// The subcommands of the one `shardsync` binary. Each registers itself on the CLI11 app and,
+// when run, stores its exit code in `exit_code`.
+
+namespace CLI {
+class App;
+}
+
+namespace shardsync::app {
+
+// Exit codes shared by every command (scripts rely on them).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitPartial = 3;
+
+void add_sitemap_command(CLI::App& app, int& exit_code);
+
+}  // namespace shardsync::app

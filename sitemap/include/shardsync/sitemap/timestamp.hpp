@@ -1,0 +1,50 @@
+#pragma once
+// W3C datetimes (NOTE-datetime-19980827), the form of every time in ResourceSync:
+// YYYY, YYYY-MM, YYYY-MM-DD, YYYY-MM-DDThh:mmTZD, YYYY-MM-DDThh:mm:ssTZD and
+// YYYY-MM-DDThh:mm:ss.sTZD with any number of fractional digits; TZD is Z or +hh:mm/-hh:mm.
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace shardsync::sitemap {
+
+// How much of the datetime the text gave; dates without a time mean 00:00:00Z.
+enum class Precision : std::uint8_t { year, month, day, minute, second, fraction };
+
+// An instant, exact to the nanosecond (digits past the ninth are dropped when parsing).
+// Ordering and equality compare the instant only; `precision` and `utc_designator`
+// remember how it was written, so a validator can flag forms the spec advises against.
+struct Timestamp {
+  std::int64_t seconds = 0;      // since 1970-01-01T00:00:00Z
+  std::uint32_t nanos = 0;       // 0..999,999,999
+  Precision precision = Precision::second;
+  bool utc_designator = true;    // written with "Z" (or no time at all), not an offset
+
+  static Timestamp from_unix(std::int64_t seconds, std::uint32_t nanos = 0) {
+    return Timestamp{seconds, nanos, nanos ? Precision::fraction : Precision::second, true};
+  }
+
+  friend bool operator==(const Timestamp& a, const Timestamp& b) {
+    return a.seconds == b.seconds && a.nanos == b.nanos;
+  }
+  friend std::strong_ordering operator<=>(const Timestamp& a, const Timestamp& b) {
+    if (auto c = a.seconds <=> b.seconds; c != 0) return c;
+    return a.nanos <=> b.nanos;
+  }
+};
+
+// Parses one W3C datetime; std::nullopt when `text` is not exactly one of the allowed forms
+// (no leading/trailing space, no local times, no 24:00 or :60, offsets up to ±23:59).
+[[nodiscard]] std::optional<Timestamp> parse_w3c_datetime(std::string_view text);
+
+// Formats in complete UTC form, YYYY-MM-DDThh:mm:ssZ, adding only the fractional digits
+// needed to represent the instant exactly (…:52.771331Z), so change order survives.
+[[nodiscard]] std::string format_w3c_datetime(const Timestamp& t);
+
+// Appends the same text to `out` without a temporary (the writer's hot path).
+void append_w3c_datetime(std::string& out, const Timestamp& t);
+
+}  // namespace shardsync::sitemap

@@ -28,6 +28,7 @@ struct BuildOptions {
   std::string out = ".";      // where the documents go
   std::string documents_url;  // URL `out` is served under (default: base_url)
   std::string name = "resourcelist";
+  std::string describedby;    // URL of a human-readable description of the source and set
   std::uint64_t max_entries = 50'000;
 };
 
@@ -61,6 +62,10 @@ int run_build(BuildOptions o) {
   o.documents_url = with_slash(o.documents_url.empty() ? o.base_url : o.documents_url);
   std::error_code ec;
   fs::create_directories(o.out, ec);
+  if (ec) {
+    std::fprintf(stderr, "shardsync: cannot create %s: %s\n", o.out.c_str(), ec.message().c_str());
+    return kExitFailure;
+  }
   const fs::path root = fs::path(o.directory);
   const fs::path out_abs = fs::weakly_canonical(o.out, ec);
 
@@ -130,11 +135,19 @@ int run_build(BuildOptions o) {
   list_entry.md->capability = capability_name(Capability::resourcelist);
   capability_list.entries.push_back(list_entry);
 
+  std::vector<Link> set_entry_links;
+  if (!o.describedby.empty()) capability_list.header.links.push_back(make_link("describedby", o.describedby));
+
   Document description{make_source_description(), {}};
+  if (!o.describedby.empty()) {
+    description.header.links.push_back(make_link("describedby", o.describedby));
+    set_entry_links = {make_link("describedby", o.describedby)};
+  }
   Entry set_entry;
   set_entry.loc = capability_list_url;
   set_entry.md.emplace();
   set_entry.md->capability = capability_name(Capability::capabilitylist);
+  set_entry.links = set_entry_links;
   description.entries.push_back(set_entry);
 
   for (const auto& [document, name] :
@@ -168,6 +181,8 @@ void add_build_command(CLI::App& sitemap, int& exit_code) {
                     "URL the --out directory is served under (default: --base-url)");
   build->add_option("--name", o->name, "resource list file name, without .xml")
       ->capture_default_str();
+  build->add_option("--describedby", o->describedby,
+                    "URL describing the source and this set (rel=\"describedby\" links)");
   build->add_option("--max-entries", o->max_entries, "entries per document before splitting")
       ->check(CLI::Range(1, 50'000))
       ->capture_default_str();

@@ -146,8 +146,8 @@ Result<void> ElementReader::check_attributes(pugi::xml_node node, std::uint32_t 
 Result<void> ElementReader::read_root(pugi::xml_node root, std::uint32_t line,
                                       DocumentHeader& header) {
   scope_.clear();
-  if (auto r = check_attributes(root, line); !r) return r;
   if (auto r = push_declarations(root, line); !r) return r;
+  if (auto r = check_attributes(root, line); !r) return r;
   auto name = resolve(root.name(), false, line);
   if (!name) return fail(name.error());
   header.line = line;
@@ -182,9 +182,9 @@ Result<RootChild> ElementReader::read_root_child(pugi::xml_node node, const Line
     ~PopScope() { scope.resize(size); }
   } pop{scope_, scope_size};
 
-  if (auto r = check_attributes(node, line); !r) return fail(r.error());
   if (node.first_attribute()) {
     if (auto r = push_declarations(node, line); !r) return fail(r.error());
+    if (auto r = check_attributes(node, line); !r) return fail(r.error());
   }
   auto name = resolve(node.name(), false, line);
   if (!name) return fail(name.error());
@@ -251,9 +251,9 @@ Result<void> ElementReader::read_entry(pugi::xml_node node, const LineMap& lines
     }
     const std::uint32_t child_line = lines(child.offset_debug());
     const std::size_t scope_size = scope_.size();
-    if (auto r = check_attributes(child, child_line); !r) return r;
     if (child.first_attribute()) {
       if (auto r = push_declarations(child, child_line); !r) return r;
+      if (auto r = check_attributes(child, child_line); !r) return r;
     }
     auto name = resolve(child.name(), false, child_line);
     if (!name) return fail(name.error());
@@ -500,8 +500,8 @@ Result<ExtraElement> ElementReader::read_extra(pugi::xml_node node, const Name& 
     }
     if (child.type() != pugi::node_element) continue;
     const std::size_t scope_size = scope_.size();
-    if (auto r = check_attributes(child, line); !r) return fail(r.error());
     if (auto r = push_declarations(child, line); !r) return fail(r.error());
+    if (auto r = check_attributes(child, line); !r) return fail(r.error());
     auto child_name = resolve(child.name(), false, line);
     if (!child_name) return fail(child_name.error());
     auto converted = read_extra(child, *child_name, line);

@@ -262,10 +262,13 @@ class StreamParser {
   }
 
   // Skips XML whitespace from `at`; returns the index of the next other byte, or npos at EOF.
-  Result<std::size_t> skip_space(std::size_t at) {
+  // When nothing before `at` is needed any more (`disposable`), a long run of whitespace is
+  // dropped from the buffer as it is read, so it cannot grow memory.
+  Result<std::size_t> skip_space(std::size_t at, bool disposable) {
     for (;;) {
       while (at < validated_ && is_space(buf_[at])) ++at;
       if (at < validated_) return at;
+      if (disposable) at -= compact(at);
       auto more = fill();
       if (!more) return fail(more.error());
       if (!*more) return std::string::npos;
@@ -311,7 +314,7 @@ class StreamParser {
       at = *end + 2;
     }
     for (;;) {
-      auto next = skip_space(at);
+      auto next = skip_space(at, true);
       if (!next) return fail(next.error());
       if (*next == std::string::npos) {
         return error_at(errc::truncated, buf_.size(), "no root element");
@@ -381,21 +384,31 @@ class StreamParser {
 
   // Frames the root's children into batches until the root's end tag.
   Result<void> read_content(std::size_t at) {
-    std::size_t batch_start = at;
+    std::size_t batch_start = at;  // framed children not yet parsed: [batch_start, batch_end)
+    std::size_t batch_end = at;
     for (;;) {
-      auto next = skip_space(at);
-      if (!next) return fail(next.error());
-      if (*next == std::string::npos) {
-        return error_at(errc::truncated, buf_.size(), "document ends before </", root_qname_,
-                        ">");
+      // Whitespace between children; a long run is dropped once the batch before it is parsed.
+      for (;;) {
+        while (at < validated_ && is_space(buf_[at])) ++at;
+        if (at < validated_) break;
+        if (at - batch_end > options_.batch_bytes) {
+          if (auto r = parse_batch(batch_start, batch_end); !r) return fail(r.error());
+          at -= compact(at);
+          batch_start = batch_end = at;
+        }
+        auto more = fill();
+        if (!more) return fail(more.error());
+        if (!*more) {
+          return error_at(errc::truncated, buf_.size(), "document ends before </", root_qname_,
+                          ">");
+        }
       }
-      at = *next;
       if (buf_[at] != '<') {
         return error_at(errc::structure, at, "text directly inside <", root_qname_, ">");
       }
       if (auto r = ensure(at + 2); !r) return fail(r.error());
       if (starts_with_at(at, "</")) {
-        if (auto r = parse_batch(batch_start, at); !r) return fail(r.error());
+        if (auto r = parse_batch(batch_start, batch_end); !r) return fail(r.error());
         return read_root_end(at);
       }
       const std::size_t cap = at + limits_.max_entry_bytes;
@@ -408,12 +421,11 @@ class StreamParser {
         after = frame_element(at, cap);
         if (!after) return fail(after.error());
       }
-      at = *after;
-      if (at - batch_start >= options_.batch_bytes) {
-        if (auto r = parse_batch(batch_start, at); !r) return fail(r.error());
-        const std::size_t moved = compact(at);
-        at -= moved;
-        batch_start = at;
+      at = batch_end = *after;
+      if (batch_end - batch_start >= options_.batch_bytes) {
+        if (auto r = parse_batch(batch_start, batch_end); !r) return fail(r.error());
+        at -= compact(at);
+        batch_start = batch_end = at;
       }
     }
   }
@@ -518,7 +530,7 @@ class StreamParser {
 
   Result<void> read_epilog(std::size_t at) {
     for (;;) {
-      auto next = skip_space(at);
+      auto next = skip_space(at, true);
       if (!next) return fail(next.error());
       if (*next == std::string::npos) return {};
       at = *next;

@@ -62,7 +62,10 @@ struct ExtraAttribute {
   std::string name;           // local name
   std::string value;
   std::string prefix;         // prefix as read, a hint for writing (may be empty)
-  friend bool operator==(const ExtraAttribute&, const ExtraAttribute&) = default;
+  // Names compare by namespace and local name: the prefix is not part of the value.
+  friend bool operator==(const ExtraAttribute& a, const ExtraAttribute& b) {
+    return a.namespace_uri == b.namespace_uri && a.name == b.name && a.value == b.value;
+  }
 };
 
 // An element in a foreign namespace inside an entry or the root (Sitemap extensions such as
@@ -74,7 +77,10 @@ struct ExtraElement {
   std::vector<ExtraAttribute> attributes;
   std::string text;  // concatenated character data directly inside this element
   std::vector<ExtraElement> children;
-  friend bool operator==(const ExtraElement&, const ExtraElement&) = default;
+  friend bool operator==(const ExtraElement& a, const ExtraElement& b) {
+    return a.namespace_uri == b.namespace_uri && a.name == b.name &&
+           a.attributes == b.attributes && a.text == b.text && a.children == b.children;
+  }
 };
 
 // <rs:md>. On the root it describes the document; on an entry, the resource (or change).

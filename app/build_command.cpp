@@ -28,16 +28,17 @@ struct BuildOptions {
   std::string out = ".";      // where the documents go
   std::string documents_url;  // URL `out` is served under (default: base_url)
   std::string name = "resourcelist";
-  std::string describedby;    // URL of a human-readable description of the source and set
+  std::string describedby;  // URL of a human-readable description of the source and set
   std::uint64_t max_entries = 50'000;
 };
 
 std::string media_type(const fs::path& path) {
   static const std::vector<std::pair<std::string, std::string>> kTypes{
-      {".xml", "application/xml"},   {".json", "application/json"}, {".txt", "text/plain"},
-      {".csv", "text/csv"},          {".html", "text/html"},        {".gz", "application/gzip"},
-      {".zst", "application/zstd"},  {".zip", "application/zip"},   {".tar", "application/x-tar"},
-      {".parquet", "application/vnd.apache.parquet"}};
+      {".xml", "application/xml"},   {".json", "application/json"},
+      {".txt", "text/plain"},        {".csv", "text/csv"},
+      {".html", "text/html"},        {".gz", "application/gzip"},
+      {".zst", "application/zstd"},  {".zip", "application/zip"},
+      {".tar", "application/x-tar"}, {".parquet", "application/vnd.apache.parquet"}};
   const std::string ext = path.extension().string();
   for (const auto& [suffix, type] : kTypes) {
     if (ext == suffix) return type;
@@ -97,7 +98,8 @@ int run_build(BuildOptions o) {
   const std::string list_url = o.documents_url + o.name + ".xml";
 
   SplitWriter writer(SplitWriterOptions{o.out, o.name, o.documents_url, o.max_entries, 52'428'800});
-  DocumentHeader header = make_snapshot_header(Capability::resourcelist, now(), capability_list_url);
+  DocumentHeader header =
+      make_snapshot_header(Capability::resourcelist, now(), capability_list_url);
   if (auto r = writer.begin(header); !r) {
     std::fprintf(stderr, "shardsync: %s\n", r.error().describe().c_str());
     return kExitFailure;
@@ -112,7 +114,8 @@ int run_build(BuildOptions o) {
     }
     Entry entry;
     entry.loc = o.base_url + encode_path(fs::relative(file, root).generic_string());
-    entry.lastmod = Timestamp::from_unix(st.st_mtim.tv_sec, static_cast<std::uint32_t>(st.st_mtim.tv_nsec));
+    entry.lastmod =
+        Timestamp::from_unix(st.st_mtim.tv_sec, static_cast<std::uint32_t>(st.st_mtim.tv_nsec));
     entry.md.emplace();
     entry.md->hash = std::move(*hash);
     entry.md->length = static_cast<std::uint64_t>(st.st_size);
@@ -136,7 +139,8 @@ int run_build(BuildOptions o) {
   capability_list.entries.push_back(list_entry);
 
   std::vector<Link> set_entry_links;
-  if (!o.describedby.empty()) capability_list.header.links.push_back(make_link("describedby", o.describedby));
+  if (!o.describedby.empty())
+    capability_list.header.links.push_back(make_link("describedby", o.describedby));
 
   Document description{make_source_description(), {}};
   if (!o.describedby.empty()) {
@@ -150,18 +154,18 @@ int run_build(BuildOptions o) {
   set_entry.links = set_entry_links;
   description.entries.push_back(set_entry);
 
-  for (const auto& [document, name] :
-       {std::pair{&capability_list, "capabilitylist.xml"}, std::pair{&description, "description.xml"}}) {
+  for (const auto& [document, name] : {std::pair{&capability_list, "capabilitylist.xml"},
+                                       std::pair{&description, "description.xml"}}) {
     if (auto r = write_document_file(*document, o.out + "/" + name); !r) {
       std::fprintf(stderr, "shardsync: %s\n", r.error().describe().c_str());
       return kExitFailure;
     }
   }
-  std::printf("%s: %llu resources%s; capabilitylist.xml, description.xml in %s\n",
-              result->document_path.c_str(), static_cast<unsigned long long>(result->entries),
-              result->indexed ? (" in " + std::to_string(result->parts.size()) + " parts").c_str()
-                              : "",
-              o.out.c_str());
+  std::printf(
+      "%s: %llu resources%s; capabilitylist.xml, description.xml in %s\n",
+      result->document_path.c_str(), static_cast<unsigned long long>(result->entries),
+      result->indexed ? (" in " + std::to_string(result->parts.size()) + " parts").c_str() : "",
+      o.out.c_str());
   return kExitOk;
 }
 

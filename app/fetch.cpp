@@ -55,8 +55,8 @@ Result<std::string> fetch_url(const std::string& url, std::size_t max_bytes) {
   curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &body);
   const CURLcode rc = curl_easy_perform(curl.get());
   if (body.too_large) {
-    return fail(errc::limit_exceeded, url + ": response larger than " + std::to_string(max_bytes) +
-                                          " bytes");
+    return fail(errc::limit_exceeded,
+                url + ": response larger than " + std::to_string(max_bytes) + " bytes");
   }
   if (rc != CURLE_OK) {
     return fail(errc::io_error, url + ": " + (error[0] ? error : curl_easy_strerror(rc)));

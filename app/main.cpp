@@ -10,8 +10,7 @@
 
 int main(int argc, char** argv) {
   using namespace shardsync::app;
-  CLI::App app{"shardsync: ResourceSync for checkpoints and datasets over plain HTTP",
-               "shardsync"};
+  CLI::App app{"shardsync: ResourceSync for checkpoints and datasets over plain HTTP", "shardsync"};
   app.set_version_flag("--version", "shardsync 0.1.0");
   app.require_subcommand(1);
   app.footer(

@@ -24,19 +24,32 @@ using namespace shardsync::sitemap;
 std::string rule_for(const std::error_code& code) {
   if (code.category() != sitemap_category()) return "io-error";
   switch (static_cast<errc>(code.value())) {
-    case errc::malformed_xml: return "malformed-xml";
-    case errc::doctype_refused: return "doctype-refused";
-    case errc::limit_exceeded: return "limit-exceeded";
-    case errc::invalid_utf8: return "invalid-utf8";
-    case errc::unsupported_encoding: return "unsupported-encoding";
-    case errc::not_a_sitemap: return "not-a-sitemap";
-    case errc::multiple_roots: return "multiple-roots";
-    case errc::duplicate_attribute: return "duplicate-attribute";
-    case errc::invalid_value: return "invalid-value";
-    case errc::structure: return "structure";
-    case errc::truncated: return "truncated";
-    case errc::decompression_failed: return "decompression-failed";
-    case errc::io_error: return "io-error";
+    case errc::malformed_xml:
+      return "malformed-xml";
+    case errc::doctype_refused:
+      return "doctype-refused";
+    case errc::limit_exceeded:
+      return "limit-exceeded";
+    case errc::invalid_utf8:
+      return "invalid-utf8";
+    case errc::unsupported_encoding:
+      return "unsupported-encoding";
+    case errc::not_a_sitemap:
+      return "not-a-sitemap";
+    case errc::multiple_roots:
+      return "multiple-roots";
+    case errc::duplicate_attribute:
+      return "duplicate-attribute";
+    case errc::invalid_value:
+      return "invalid-value";
+    case errc::structure:
+      return "structure";
+    case errc::truncated:
+      return "truncated";
+    case errc::decompression_failed:
+      return "decompression-failed";
+    case errc::io_error:
+      return "io-error";
   }
   return "parse";
 }
@@ -123,7 +136,8 @@ class Summary final : public ParseHandler {
         ++with_length_;
       }
       if (!entry.md->hash.empty()) ++with_hash_;
-      if (!entry.md->capability.empty()) capabilities_.push_back(entry.md->capability + " " + entry.loc);
+      if (!entry.md->capability.empty())
+        capabilities_.push_back(entry.md->capability + " " + entry.loc);
     }
     if (samples_.size() < 3) samples_.push_back(entry.loc);
   }
@@ -170,8 +184,9 @@ class Summary final : public ParseHandler {
     if (capabilities_.empty()) {
       for (const std::string& loc : samples_) std::printf("sample:     %s\n", loc.c_str());
     }
-    std::printf("size:       %llu bytes%s, %u lines\n", static_cast<unsigned long long>(stats.bytes),
-                stats.gzip ? " (gzip)" : "", stats.lines);
+    std::printf("size:       %llu bytes%s, %u lines\n",
+                static_cast<unsigned long long>(stats.bytes), stats.gzip ? " (gzip)" : "",
+                stats.lines);
   }
 
  private:

@@ -137,8 +137,7 @@ Result<std::unique_ptr<ByteSource>> file_source(const std::string& path) {
   return std::unique_ptr<ByteSource>(std::make_unique<FileSource>(fd, path));
 }
 
-std::unique_ptr<ByteSource> gzip_source(std::unique_ptr<ByteSource> inner,
-                                        std::size_t max_output) {
+std::unique_ptr<ByteSource> gzip_source(std::unique_ptr<ByteSource> inner, std::size_t max_output) {
   return std::make_unique<GzipSource>(std::move(inner), max_output);
 }
 

@@ -15,9 +15,12 @@ namespace {
 
 const EVP_MD* evp_for(HashAlgorithm algorithm) {
   switch (algorithm) {
-    case HashAlgorithm::md5: return EVP_md5();
-    case HashAlgorithm::sha1: return EVP_sha1();
-    case HashAlgorithm::sha256: return EVP_sha256();
+    case HashAlgorithm::md5:
+      return EVP_md5();
+    case HashAlgorithm::sha1:
+      return EVP_sha1();
+    case HashAlgorithm::sha256:
+      return EVP_sha256();
   }
   return nullptr;
 }

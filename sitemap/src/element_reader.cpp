@@ -12,11 +12,11 @@ constexpr std::string_view kXmlNamespace = "http://www.w3.org/XML/1998/namespace
 
 std::string at_line(std::uint32_t line) { return "line " + std::to_string(line) + ": "; }
 
-tl::unexpected<Error> value_error(std::uint32_t line, std::string_view what,
-                                  std::string_view value, std::string_view expected) {
+tl::unexpected<Error> value_error(std::uint32_t line, std::string_view what, std::string_view value,
+                                  std::string_view expected) {
   std::string shown(value.substr(0, 80));
-  return fail(errc::invalid_value, at_line(line) + std::string(what) + " '" + shown +
-                                       "' is not " + std::string(expected));
+  return fail(errc::invalid_value, at_line(line) + std::string(what) + " '" + shown + "' is not " +
+                                       std::string(expected));
 }
 
 std::string_view trim(std::string_view s) {
@@ -35,8 +35,7 @@ bool parse_decimal(std::string_view text, T& out) {
          text.front() != '+';
 }
 
-Result<Timestamp> datetime_value(std::string_view text, std::string_view what,
-                                 std::uint32_t line) {
+Result<Timestamp> datetime_value(std::string_view text, std::string_view what, std::uint32_t line) {
   if (auto t = parse_w3c_datetime(text)) return *t;
   return value_error(line, what, text, "a W3C datetime");
 }
@@ -64,7 +63,8 @@ Result<void> ElementReader::push_declarations(pugi::xml_node node, std::uint32_t
       return fail(errc::malformed_xml, at_line(line) + "reserved prefix '" + prefix + "' rebound");
     }
     if (!prefix.empty() && uri.empty()) {
-      return fail(errc::malformed_xml, at_line(line) + "prefix '" + prefix + "' bound to no namespace");
+      return fail(errc::malformed_xml,
+                  at_line(line) + "prefix '" + prefix + "' bound to no namespace");
     }
     Ns ns = Ns::other;
     if (uri.empty()) {
@@ -156,10 +156,10 @@ Result<void> ElementReader::read_root(pugi::xml_node root, std::uint32_t line,
   } else if (name->ns == Ns::sitemap && name->local == "sitemapindex") {
     header.root = RootKind::sitemapindex;
   } else {
-    return fail(errc::not_a_sitemap,
-                at_line(line) + "root element <" + root.name() + "> in namespace '" +
-                    std::string(name->uri) + "' is not <urlset> or <sitemapindex> in " +
-                    std::string(kSitemapNamespace));
+    return fail(errc::not_a_sitemap, at_line(line) + "root element <" + root.name() +
+                                         "> in namespace '" + std::string(name->uri) +
+                                         "' is not <urlset> or <sitemapindex> in " +
+                                         std::string(kSitemapNamespace));
   }
   for (pugi::xml_attribute a = root.first_attribute(); a; a = a.next_attribute()) {
     if (is_xmlns(a.name())) continue;
@@ -212,8 +212,8 @@ Result<RootChild> ElementReader::read_root_child(pugi::xml_node node, const Line
         header.links.push_back(std::move(link));
         return RootChild::header;
       }
-      return fail(errc::structure, at_line(line) + "unknown ResourceSync element <" +
-                                       node.name() + ">");
+      return fail(errc::structure,
+                  at_line(line) + "unknown ResourceSync element <" + node.name() + ">");
     case Ns::none:
     case Ns::xml:
     case Ns::other: {
@@ -244,8 +244,8 @@ Result<void> ElementReader::read_entry(pugi::xml_node node, const LineMap& lines
     if (child.type() != pugi::node_element) {
       if ((child.type() == pugi::node_pcdata || child.type() == pugi::node_cdata) &&
           !trim(child.value()).empty()) {
-        return fail(errc::structure,
-                    at_line(lines(child.offset_debug())) + "text directly inside <" + node.name() + ">");
+        return fail(errc::structure, at_line(lines(child.offset_debug())) +
+                                         "text directly inside <" + node.name() + ">");
       }
       continue;
     }
@@ -259,8 +259,8 @@ Result<void> ElementReader::read_entry(pugi::xml_node node, const LineMap& lines
     if (!name) return fail(name.error());
     const auto once = [&](bool& seen) -> Result<void> {
       if (seen) {
-        return fail(errc::structure, at_line(child_line) + "a second <" + child.name() +
-                                         "> in one entry");
+        return fail(errc::structure,
+                    at_line(child_line) + "a second <" + child.name() + "> in one entry");
       }
       seen = true;
       return {};
@@ -469,8 +469,8 @@ Result<void> ElementReader::check_no_children(pugi::xml_node node, std::string_v
     scope_.resize(scope_size);
     if (!name) return fail(name.error());
     if (name->ns == Ns::sitemap || name->ns == Ns::rs) {
-      return fail(errc::structure, at_line(line) + "<" + child.name() + "> inside " +
-                                       std::string(what));
+      return fail(errc::structure,
+                  at_line(line) + "<" + child.name() + "> inside " + std::string(what));
     }
   }
   return {};
@@ -483,8 +483,8 @@ Result<ExtraAttribute> ElementReader::extra_attribute(const Name& name, std::str
 
 Result<ExtraElement> ElementReader::read_extra(pugi::xml_node node, const Name& name,
                                                std::uint32_t line) {
-  ExtraElement extra{std::string(name.uri), std::string(name.local), std::string(name.prefix),
-                     {}, {}, {}};
+  ExtraElement extra{
+      std::string(name.uri), std::string(name.local), std::string(name.prefix), {}, {}, {}};
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
     if (is_xmlns(a.name())) continue;
     auto attr_name = resolve(a.name(), true, line);

@@ -63,8 +63,7 @@ class ElementReader {
   Result<void> read_ln(pugi::xml_node node, std::uint32_t line, Link& link);
   Result<ExtraElement> read_extra(pugi::xml_node node, const Name& name, std::uint32_t line);
   Result<ExtraAttribute> extra_attribute(const Name& name, std::string_view value);
-  Result<std::string> element_text(pugi::xml_node node, std::string_view what,
-                                   std::uint32_t line);
+  Result<std::string> element_text(pugi::xml_node node, std::string_view what, std::uint32_t line);
   // Skips foreign children of <rs:md>/<rs:ln>; refuses Sitemap/ResourceSync ones.
   Result<void> check_no_children(pugi::xml_node node, std::string_view what, std::uint32_t line);
 

@@ -6,9 +6,12 @@ namespace shardsync::sitemap {
 
 std::string_view algorithm_name(HashAlgorithm algorithm) {
   switch (algorithm) {
-    case HashAlgorithm::md5: return "md5";
-    case HashAlgorithm::sha1: return "sha-1";
-    case HashAlgorithm::sha256: return "sha-256";
+    case HashAlgorithm::md5:
+      return "md5";
+    case HashAlgorithm::sha1:
+      return "sha-1";
+    case HashAlgorithm::sha256:
+      return "sha-256";
   }
   return "";
 }
@@ -22,9 +25,12 @@ std::optional<HashAlgorithm> algorithm_from_name(std::string_view name) {
 
 std::size_t hex_digest_length(HashAlgorithm algorithm) {
   switch (algorithm) {
-    case HashAlgorithm::md5: return 32;
-    case HashAlgorithm::sha1: return 40;
-    case HashAlgorithm::sha256: return 64;
+    case HashAlgorithm::md5:
+      return 32;
+    case HashAlgorithm::sha1:
+      return 40;
+    case HashAlgorithm::sha256:
+      return 64;
   }
   return 0;
 }

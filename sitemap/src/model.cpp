@@ -85,8 +85,8 @@ bool Metadata::empty() const {
 bool operator==(const Metadata& a, const Metadata& b) {
   return a.capability == b.capability && a.at == b.at && a.completed == b.completed &&
          a.from == b.from && a.until == b.until && a.change == b.change &&
-         a.datetime == b.datetime && a.hash == b.hash && a.length == b.length &&
-         a.type == b.type && a.encoding == b.encoding && a.path == b.path && a.extra == b.extra;
+         a.datetime == b.datetime && a.hash == b.hash && a.length == b.length && a.type == b.type &&
+         a.encoding == b.encoding && a.path == b.path && a.extra == b.extra;
 }
 
 bool operator==(const Link& a, const Link& b) {
@@ -97,7 +97,8 @@ bool operator==(const Link& a, const Link& b) {
 
 bool operator==(const Entry& a, const Entry& b) {
   return a.loc == b.loc && a.lastmod == b.lastmod && a.changefreq == b.changefreq &&
-         a.priority == b.priority && a.md == b.md && a.links == b.links && a.extra_elements == b.extra_elements;
+         a.priority == b.priority && a.md == b.md && a.links == b.links &&
+         a.extra_elements == b.extra_elements;
 }
 
 bool operator==(const DocumentHeader& a, const DocumentHeader& b) {
@@ -159,31 +160,56 @@ DocumentType document_type(const DocumentHeader& header) {
 
 std::string_view document_type_name(DocumentType type) {
   switch (type) {
-    case DocumentType::source_description: return "Source Description";
-    case DocumentType::source_description_index: return "Source Description Index";
-    case DocumentType::capability_list: return "Capability List";
-    case DocumentType::capability_list_index: return "Capability List Index";
-    case DocumentType::resource_list: return "Resource List";
-    case DocumentType::resource_list_index: return "Resource List Index";
-    case DocumentType::change_list: return "Change List";
-    case DocumentType::change_list_index: return "Change List Index";
-    case DocumentType::resource_dump: return "Resource Dump";
-    case DocumentType::resource_dump_index: return "Resource Dump Index";
-    case DocumentType::resource_dump_manifest: return "Resource Dump Manifest";
-    case DocumentType::change_dump: return "Change Dump";
-    case DocumentType::change_dump_index: return "Change Dump Index";
-    case DocumentType::change_dump_manifest: return "Change Dump Manifest";
-    case DocumentType::resourcelist_archive: return "Resource List Archive";
-    case DocumentType::resourcelist_archive_index: return "Resource List Archive Index";
-    case DocumentType::resourcedump_archive: return "Resource Dump Archive";
-    case DocumentType::resourcedump_archive_index: return "Resource Dump Archive Index";
-    case DocumentType::changelist_archive: return "Change List Archive";
-    case DocumentType::changelist_archive_index: return "Change List Archive Index";
-    case DocumentType::changedump_archive: return "Change Dump Archive";
-    case DocumentType::changedump_archive_index: return "Change Dump Archive Index";
-    case DocumentType::changelist_notification: return "Change Notification";
-    case DocumentType::framework_notification: return "Framework Notification";
-    case DocumentType::other: return "Sitemap";
+    case DocumentType::source_description:
+      return "Source Description";
+    case DocumentType::source_description_index:
+      return "Source Description Index";
+    case DocumentType::capability_list:
+      return "Capability List";
+    case DocumentType::capability_list_index:
+      return "Capability List Index";
+    case DocumentType::resource_list:
+      return "Resource List";
+    case DocumentType::resource_list_index:
+      return "Resource List Index";
+    case DocumentType::change_list:
+      return "Change List";
+    case DocumentType::change_list_index:
+      return "Change List Index";
+    case DocumentType::resource_dump:
+      return "Resource Dump";
+    case DocumentType::resource_dump_index:
+      return "Resource Dump Index";
+    case DocumentType::resource_dump_manifest:
+      return "Resource Dump Manifest";
+    case DocumentType::change_dump:
+      return "Change Dump";
+    case DocumentType::change_dump_index:
+      return "Change Dump Index";
+    case DocumentType::change_dump_manifest:
+      return "Change Dump Manifest";
+    case DocumentType::resourcelist_archive:
+      return "Resource List Archive";
+    case DocumentType::resourcelist_archive_index:
+      return "Resource List Archive Index";
+    case DocumentType::resourcedump_archive:
+      return "Resource Dump Archive";
+    case DocumentType::resourcedump_archive_index:
+      return "Resource Dump Archive Index";
+    case DocumentType::changelist_archive:
+      return "Change List Archive";
+    case DocumentType::changelist_archive_index:
+      return "Change List Archive Index";
+    case DocumentType::changedump_archive:
+      return "Change Dump Archive";
+    case DocumentType::changedump_archive_index:
+      return "Change Dump Archive Index";
+    case DocumentType::changelist_notification:
+      return "Change Notification";
+    case DocumentType::framework_notification:
+      return "Framework Notification";
+    case DocumentType::other:
+      return "Sitemap";
   }
   return "Sitemap";
 }
@@ -206,7 +232,8 @@ DocumentHeader make_capability_list(std::string_view up_source_description) {
   DocumentHeader header;
   header.has_md = true;
   header.md.capability = capability_name(Capability::capabilitylist);
-  if (!up_source_description.empty()) header.links.push_back(make_link("up", up_source_description));
+  if (!up_source_description.empty())
+    header.links.push_back(make_link("up", up_source_description));
   return header;
 }
 

@@ -138,10 +138,8 @@ class StreamParser {
 
   Result<void> validate_chars(bool at_end) {
     std::size_t valid = 0;
-    const auto check =
-        detail::check_xml_text(std::string_view(buf_).substr(validated_), valid);
-    if (check == detail::CharCheck::invalid ||
-        (check == detail::CharCheck::incomplete && at_end)) {
+    const auto check = detail::check_xml_text(std::string_view(buf_).substr(validated_), valid);
+    if (check == detail::CharCheck::invalid || (check == detail::CharCheck::incomplete && at_end)) {
       const std::size_t at = validated_ + valid;
       const std::string byte =
           at < buf_.size() ? " (byte 0x" + hex_byte(static_cast<unsigned char>(buf_[at])) + ")"
@@ -184,11 +182,12 @@ class StreamParser {
   std::uint32_t line_at(std::size_t offset) {
     offset = std::min(offset, buf_.size());
     if (offset < cursor_offset_) {  // only on error paths: count from the buffer start
-      return line_base_ + static_cast<std::uint32_t>(
-                              std::count(buf_.begin(), buf_.begin() + static_cast<long>(offset), '\n'));
+      return line_base_ + static_cast<std::uint32_t>(std::count(
+                              buf_.begin(), buf_.begin() + static_cast<long>(offset), '\n'));
     }
-    cursor_line_ += static_cast<std::uint32_t>(std::count(
-        buf_.begin() + static_cast<long>(cursor_offset_), buf_.begin() + static_cast<long>(offset), '\n'));
+    cursor_line_ +=
+        static_cast<std::uint32_t>(std::count(buf_.begin() + static_cast<long>(cursor_offset_),
+                                              buf_.begin() + static_cast<long>(offset), '\n'));
     cursor_offset_ = offset;
     return cursor_line_;
   }
@@ -329,7 +328,8 @@ class StreamParser {
       }
       at = *after;
     }
-    if (starts_with_at(at, "<![CDATA[")) return error_at(errc::malformed_xml, at, "CDATA before the root");
+    if (starts_with_at(at, "<![CDATA["))
+      return error_at(errc::malformed_xml, at, "CDATA before the root");
     return at;
   }
 
@@ -371,11 +371,11 @@ class StreamParser {
 
     const std::uint32_t line = line_at(at);
     pugi::xml_document doc;
-    const auto parsed = doc.load_buffer(text.data(), text.size(), pugi::parse_default,
-                                        pugi::encoding_utf8);
+    const auto parsed =
+        doc.load_buffer(text.data(), text.size(), pugi::parse_default, pugi::encoding_utf8);
     if (!parsed) {
-      return fail(errc::malformed_xml, "line " + std::to_string(line) +
-                                           ": root start tag: " + parsed.description());
+      return fail(errc::malformed_xml,
+                  "line " + std::to_string(line) + ": root start tag: " + parsed.description());
     }
     auto header = reader_.read_root(doc.document_element(), line, header_);
     if (!header) return fail(header.error());
@@ -487,9 +487,9 @@ class StreamParser {
     const detail::LineMap& line_of = line_map_;
 
     pugi::xml_document doc;
-    const auto parsed = doc.load_buffer_inplace(buf_.data() + begin, end - begin,
-                                                pugi::parse_default | pugi::parse_fragment,
-                                                pugi::encoding_utf8);
+    const auto parsed =
+        doc.load_buffer_inplace(buf_.data() + begin, end - begin,
+                                pugi::parse_default | pugi::parse_fragment, pugi::encoding_utf8);
     if (!parsed) {
       return fail(errc::malformed_xml,
                   "line " + std::to_string(line_of(parsed.offset)) + ": " + parsed.description());
@@ -502,8 +502,7 @@ class StreamParser {
       if (*kind == detail::RootChild::entry) {
         if (!header_delivered_) deliver_header();
         if (++stats_.entries > limits_.max_entries) {
-          return fail(errc::limit_exceeded, "line " + std::to_string(entry.line) +
-                                                ": more than " +
+          return fail(errc::limit_exceeded, "line " + std::to_string(entry.line) + ": more than " +
                                                 std::to_string(limits_.max_entries) + " entries");
         }
         handler_.on_entry(std::move(entry));

@@ -177,7 +177,8 @@ SplitWriter::~SplitWriter() = default;
 Result<void> SplitWriter::begin(const DocumentHeader& header) {
   State& s = *state_;
   if (!s.parts.empty()) return fail(errc::structure, "SplitWriter::begin called twice");
-  if (header.is_index()) return fail(errc::structure, "SplitWriter writes lists; give a <urlset> header");
+  if (header.is_index())
+    return fail(errc::structure, "SplitWriter writes lists; give a <urlset> header");
   if (s.options.base_url.empty() || s.options.base_url.back() != '/') {
     return fail(errc::structure, "SplitWriter needs a base_url ending in '/'");
   }
@@ -237,7 +238,8 @@ Result<void> SplitWriter::add(const Entry& entry) {
 
 Result<SplitResult> SplitWriter::finish() {
   State& s = *state_;
-  if (s.parts.empty() || s.failed) return fail(errc::structure, "SplitWriter::finish outside a list");
+  if (s.parts.empty() || s.failed)
+    return fail(errc::structure, "SplitWriter::finish outside a list");
   s.failed = true;  // whatever happens next, this writer is done
   if (auto r = s.close_part(true); !r) return fail(r.error());
   SplitResult result;

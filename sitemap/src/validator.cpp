@@ -12,53 +12,100 @@ constexpr std::uint64_t kMaxBytes = 52'428'800;  // 50 MiB, as sitemaps.org coun
 
 // Relations ResourceSync names (§6.2, §14) plus common IANA registrations; anything else
 // should be a URI (RFC 5988 §4.2).
-constexpr std::array<std::string_view, 40> kKnownRelations{
-    "about",     "alternate", "archives", "author",    "canonical", "collection", "contents",
-    "describedby", "describes", "duplicate", "edit", "enclosure", "first", "help", "hub",
-    "icon",      "index",     "item",     "last",      "latest-version", "license", "memento",
-    "next",      "original",  "prev",     "predecessor-version", "previous", "profile",
-    "related",   "replies",   "resourcesync", "self", "service", "successor-version",
-    "timegate",  "timemap",   "type",     "up",        "version-history", "via"};
+constexpr std::array<std::string_view, 40> kKnownRelations{"about",
+                                                           "alternate",
+                                                           "archives",
+                                                           "author",
+                                                           "canonical",
+                                                           "collection",
+                                                           "contents",
+                                                           "describedby",
+                                                           "describes",
+                                                           "duplicate",
+                                                           "edit",
+                                                           "enclosure",
+                                                           "first",
+                                                           "help",
+                                                           "hub",
+                                                           "icon",
+                                                           "index",
+                                                           "item",
+                                                           "last",
+                                                           "latest-version",
+                                                           "license",
+                                                           "memento",
+                                                           "next",
+                                                           "original",
+                                                           "prev",
+                                                           "predecessor-version",
+                                                           "previous",
+                                                           "profile",
+                                                           "related",
+                                                           "replies",
+                                                           "resourcesync",
+                                                           "self",
+                                                           "service",
+                                                           "successor-version",
+                                                           "timegate",
+                                                           "timemap",
+                                                           "type",
+                                                           "up",
+                                                           "version-history",
+                                                           "via"};
 
 bool is_uri(std::string_view s) {
   const auto colon = s.find(':');
   if (colon == std::string_view::npos || colon == 0) return false;
-  return std::all_of(s.begin(), s.begin() + static_cast<long>(colon), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '-' || c == '.';
-  }) && ((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z'));
+  return std::all_of(s.begin(), s.begin() + static_cast<long>(colon),
+                     [](char c) {
+                       return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                              (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+                     }) &&
+         ((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z'));
 }
 
-// An absolute URI with an authority, as <loc> needs ("http://host/…").
+// An absolute URI with an authority, as <loc> needs: "scheme://host…", host not empty.
 bool is_absolute_url(std::string_view s) {
-  const auto scheme_end = s.find("://");
-  return is_uri(s) && scheme_end != std::string_view::npos && scheme_end + 3 < s.size() &&
+  if (!is_uri(s)) return false;
+  const auto colon = s.find(':');
+  return s.compare(colon, 3, "://") == 0 && colon + 3 < s.size() && s[colon + 3] != '/' &&
          s.find_first_of(" \t\r\n") == std::string_view::npos;
 }
 
 bool is_complete_utc(const Timestamp& t) {
-  return t.utc_designator && (t.precision == Precision::second || t.precision == Precision::fraction);
+  return t.utc_designator &&
+         (t.precision == Precision::second || t.precision == Precision::fraction);
 }
 
 std::string_view section_of(DocumentType type) {
   switch (type) {
     case DocumentType::source_description:
-    case DocumentType::source_description_index: return "§8";
+    case DocumentType::source_description_index:
+      return "§8";
     case DocumentType::capability_list:
-    case DocumentType::capability_list_index: return "§9";
+    case DocumentType::capability_list_index:
+      return "§9";
     case DocumentType::resource_list:
-    case DocumentType::resource_list_index: return "§10";
+    case DocumentType::resource_list_index:
+      return "§10";
     case DocumentType::resource_dump:
-    case DocumentType::resource_dump_index: return "§11.1";
-    case DocumentType::resource_dump_manifest: return "§11.2";
+    case DocumentType::resource_dump_index:
+      return "§11.1";
+    case DocumentType::resource_dump_manifest:
+      return "§11.2";
     case DocumentType::change_list:
-    case DocumentType::change_list_index: return "§12";
+    case DocumentType::change_list_index:
+      return "§12";
     case DocumentType::change_dump:
-    case DocumentType::change_dump_index: return "§13.1";
-    case DocumentType::change_dump_manifest: return "§13.2";
+    case DocumentType::change_dump_index:
+      return "§13.1";
+    case DocumentType::change_dump_manifest:
+      return "§13.2";
     case DocumentType::changelist_notification:
-    case DocumentType::framework_notification: return "ResourceSync Notification §3";
-    default: return "ResourceSync Archives";
+    case DocumentType::framework_notification:
+      return "ResourceSync Notification §3";
+    default:
+      return "ResourceSync Archives";
   }
 }
 
@@ -117,6 +164,12 @@ struct Validator::State {
   void check_extra(const std::vector<ExtraAttribute>& extra, std::string_view element,
                    std::uint32_t line) {
     for (const ExtraAttribute& a : extra) {
+      if (a.namespace_uri == kResourceSyncNamespace) {
+        error(line, "attribute-prefixed",
+              "attribute '" + a.prefix + ":" + a.name + "' on " + std::string(element) +
+                  ": ResourceSync attributes carry no namespace prefix (§7)");
+        continue;
+      }
       if (!a.namespace_uri.empty()) continue;  // community extensions are fine
       if (a.name == "modified" && element == "<rs:md>") {
         warning(line, "legacy-attribute",
@@ -129,7 +182,7 @@ struct Validator::State {
     }
   }
 
-  void check_link(const Link& link, bool in_change_document) {
+  void check_link(const Link& link, bool change_document) {
     const std::uint32_t line = link.line;
     if (link.rel.empty()) error(line, "ln-rel-required", "<rs:ln> needs a rel attribute (§7)");
     if (link.href.empty()) error(line, "ln-href-required", "<rs:ln> needs an href attribute (§7)");
@@ -157,8 +210,9 @@ struct Validator::State {
       if (link.type.empty()) {
         error(line, "patch-type-required", "a patch link must give the patch's media type (§14.4)");
       }
-      if (!in_change_document) {
-        warning(line, "patch-placement", "patch links belong in Change Lists and Change Dumps (§14.4)");
+      if (!change_document) {
+        warning(line, "patch-placement",
+                "patch links belong in Change Lists and Change Dumps (§14.4)");
       }
       if (type == DocumentType::change_dump_manifest && link.path.empty()) {
         error(line, "patch-path-required",
@@ -200,9 +254,9 @@ struct Validator::State {
               "a Capability List should not be a <sitemapindex> (§9)");
     }
 
-    const bool snapshot_doc =
-        is_snapshot_capability(capability) || capability == Capability::resourcelist_archive ||
-        capability == Capability::resourcedump_archive;
+    const bool snapshot_doc = is_snapshot_capability(capability) ||
+                              capability == Capability::resourcelist_archive ||
+                              capability == Capability::resourcedump_archive;
     const bool change_doc = is_change_capability(capability);
     const std::string section(section_of(type));
     if (is_snapshot_capability(capability)) {
@@ -243,16 +297,18 @@ struct Validator::State {
     if (!is_description && !header.find_link("up")) {
       error(root_line, "up-required",
             "a " + doc_name() + " must link up to its " +
-                (capability == Capability::capabilitylist ? "Source Description" : "Capability List") +
+                (capability == Capability::capabilitylist ? "Source Description"
+                                                          : "Capability List") +
                 " with <rs:ln rel=\"up\"> (" + section + ")");
     }
     if ((is_description || capability == Capability::capabilitylist) &&
         !header.find_link("describedby")) {
       warning(root_line, "describedby-recommended",
-              "a " + doc_name() + " should link its description with <rs:ln rel=\"describedby\"> (" +
-                  section + ")");
+              "a " + doc_name() +
+                  " should link its description with <rs:ln rel=\"describedby\"> (" + section +
+                  ")");
     }
-    for (const Link& link : header.links) check_link(link, change_doc);
+    for (const Link& link : header.links) check_link(link, in_change_document());
     check_extra(header.md.extra, "<rs:md>", md_line);
   }
 
@@ -265,15 +321,21 @@ struct Validator::State {
       error(line, "loc-absolute",
             "<loc> '" + entry.loc.substr(0, 200) + "' is not an absolute URI (§7)");
     }
-    for (const Link& link : entry.links) check_link(link, is_change_capability(capability));
     if (entry.md) {
       check_hashes(entry.md->hash, md_line);
       check_extra(entry.md->extra, "<rs:md>", md_line);
     }
+    for (const Link& link : entry.links) check_link(link, in_change_document());
     if (!header.has_md || capability == Capability::unknown) return;
 
     const Metadata empty_md;
     const Metadata& md = entry.md ? *entry.md : empty_md;
+    if (md.at && md.completed && *md.completed < *md.at) {
+      error(md_line, "completed-before-at", "`completed` is earlier than `at` (§7)");
+    }
+    if (md.from && md.until && *md.until < *md.from) {
+      error(md_line, "until-before-from", "`until` is earlier than `from` (§7)");
+    }
     const bool index = header.is_index();
     const std::string section(section_of(type));
 
@@ -302,7 +364,7 @@ struct Validator::State {
               "datetime " + format_w3c_datetime(*md.datetime) + " is after the document's until " +
                   format_w3c_datetime(*header.md.until) + " (§7)");
       }
-      check_order(detail_time(entry), line, "entries", section);
+      check_order(md.datetime, line, "entries", section, Severity::error);
     } else if (md.change && capability != Capability::framework_notification) {
       warning(md_line, "change-not-defined",
               "`change` is not defined on entries of a " + doc_name() + " (§7)");
@@ -310,9 +372,13 @@ struct Validator::State {
 
     switch (type) {
       case DocumentType::source_description:
-        if (md.capability.empty()) {
-          warning(md_line, "entry-capability-recommended",
-                  "Source Description entries should say capability=\"capabilitylist\" (§8)");
+        if (!entry.md) {
+          warning(line, "entry-capability-recommended",
+                  "Source Description entries should say <rs:md capability=\"capabilitylist\"/> "
+                  "(§8)");
+        } else if (md.capability.empty()) {
+          error(md_line, "entry-capability-required",
+                "a Source Description entry's <rs:md> must say capability=\"capabilitylist\" (§8)");
         } else if (md.capability != "capabilitylist") {
           error(md_line, "entry-capability-value",
                 "a Source Description entry's capability must be capabilitylist, not '" +
@@ -369,7 +435,8 @@ struct Validator::State {
             warning(md_line, "package-interval",
                     "a Change Dump package should give from and until (§13.1, Appendix A)");
           }
-          check_order(md.from, line, "packages", section);
+          // §13.1 says packages *should* be in forward chronological order.
+          check_order(md.from, line, "packages", section, Severity::warning);
         }
         break;
       case DocumentType::resource_dump_manifest:
@@ -385,8 +452,8 @@ struct Validator::State {
         }
         if (md.type.empty() && !deleted) {
           warning(md_line, "type-recommended",
-                  "a " + doc_name() + " entry should give the bitstream's media type (" +
-                      section + ")");
+                  "a " + doc_name() + " entry should give the bitstream's media type (" + section +
+                      ")");
         }
         break;
       }
@@ -397,15 +464,15 @@ struct Validator::State {
                   "entries of a " + doc_name() + " should give from (and until when closed) (" +
                       section + ", Appendix A)");
         }
-        if (md.from && md.until && *md.until < *md.from) {
-          error(md_line, "until-before-from", "`until` is earlier than `from` (§7)");
+        if (type == DocumentType::change_list_index) {
+          check_order(md.from, line, "change lists", section, Severity::error);
         }
-        if (type == DocumentType::change_list_index) check_order(md.from, line, "change lists", section);
         break;
       case DocumentType::resourcelist_archive:
       case DocumentType::resourcedump_archive:
         if (!md.at) {
-          warning(md_line, "archive-entry-at", "archive entries should give `at` (ResourceSync Archives)");
+          warning(md_line, "archive-entry-at",
+                  "archive entries should give `at` (ResourceSync Archives)");
         }
         break;
       case DocumentType::changelist_archive:
@@ -420,19 +487,21 @@ struct Validator::State {
     }
   }
 
-  static std::optional<Timestamp> detail_time(const Entry& entry) {
-    if (entry.md && entry.md->datetime) return entry.md->datetime;
-    return entry.lastmod;
+  // Patch links belong where changes are listed (§14.4).
+  bool in_change_document() const {
+    return is_change_capability(capability) || capability == Capability::changelist_notification;
   }
 
-  void check_order(const std::optional<Timestamp>& time, std::uint32_t line,
-                   std::string_view what, const std::string& section) {
+  // Only change times order change documents: since 1.1, <lastmod> is the resource's own
+  // modification time and need not follow the order of change events (§7).
+  void check_order(const std::optional<Timestamp>& time, std::uint32_t line, std::string_view what,
+                   const std::string& section, Severity severity) {
     if (!time) return;
     if (last_time && *time < *last_time) {
-      error(line, "chronological-order",
-            std::string(what) + " must be in forward chronological order: " +
-                format_w3c_datetime(*time) + " comes after " + format_w3c_datetime(*last_time) +
-                " (line " + std::to_string(last_time_line) + ") (" + section + ")");
+      add(severity, line, severity == Severity::error ? "chronological-order" : "package-order",
+          std::string(what) + " must be in forward chronological order: " +
+              format_w3c_datetime(*time) + " comes after " + format_w3c_datetime(*last_time) +
+              " (line " + std::to_string(last_time_line) + ") (" + section + ")");
     }
     last_time = time;
     last_time_line = line;
@@ -457,22 +526,24 @@ void Validator::finish(const ParseStats& stats) {
   State& s = *state_;
   if (stats.entries > kMaxEntries) {
     s.error(0, "too-many-entries",
-            std::to_string(stats.entries) + " entries; a document holds at most 50,000: split it "
-                                            "under a <sitemapindex> (§7)");
+            std::to_string(stats.entries) +
+                " entries; a document holds at most 50,000: split it "
+                "under a <sitemapindex> (§7)");
   }
   if (stats.bytes > kMaxBytes) {
     s.error(0, "document-too-large",
-            std::to_string(stats.bytes) + " bytes; a document is at most 50 MB (52,428,800 "
-                                          "bytes): split it under a <sitemapindex> (§7)");
+            std::to_string(stats.bytes) +
+                " bytes; a document is at most 50 MB (52,428,800 "
+                "bytes): split it under a <sitemapindex> (§7)");
   }
 }
 
 const std::vector<Finding>& Validator::findings() const { return state_->findings; }
 
 std::size_t Validator::errors() const {
-  return static_cast<std::size_t>(std::count_if(
-      state_->findings.begin(), state_->findings.end(),
-      [](const Finding& f) { return f.severity == Severity::error; }));
+  return static_cast<std::size_t>(
+      std::count_if(state_->findings.begin(), state_->findings.end(),
+                    [](const Finding& f) { return f.severity == Severity::error; }));
 }
 
 std::size_t Validator::warnings() const { return state_->findings.size() - errors(); }

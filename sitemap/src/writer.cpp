@@ -123,15 +123,30 @@ void append_escaped(std::string& out, std::string_view text, bool attribute) {
     const char c = text[i];
     std::string_view replacement;
     switch (c) {
-      case '&': replacement = "&amp;"; break;
-      case '<': replacement = "&lt;"; break;
-      case '>': replacement = "&gt;"; break;
-      case '"': replacement = attribute ? "&quot;" : ""; break;
+      case '&':
+        replacement = "&amp;";
+        break;
+      case '<':
+        replacement = "&lt;";
+        break;
+      case '>':
+        replacement = "&gt;";
+        break;
+      case '"':
+        replacement = attribute ? "&quot;" : "";
+        break;
       // Kept as references so that attribute-value normalisation cannot turn them into spaces.
-      case '\t': replacement = attribute ? "&#9;" : ""; break;
-      case '\n': replacement = attribute ? "&#10;" : ""; break;
-      case '\r': replacement = "&#13;"; break;
-      default: break;
+      case '\t':
+        replacement = attribute ? "&#9;" : "";
+        break;
+      case '\n':
+        replacement = attribute ? "&#10;" : "";
+        break;
+      case '\r':
+        replacement = "&#13;";
+        break;
+      default:
+        break;
     }
     if (replacement.empty()) continue;
     out.append(text.substr(start, i - start));
@@ -221,8 +236,7 @@ void append_entry(std::string& out, const Entry& entry, bool index) {
 }
 
 std::optional<Timestamp> change_time(const Entry& entry) {
-  if (entry.md && entry.md->datetime) return entry.md->datetime;
-  return entry.lastmod;
+  return entry.md ? entry.md->datetime : std::nullopt;
 }
 
 }  // namespace detail
@@ -276,7 +290,8 @@ Result<void> DocumentWriter::add(const Entry& entry) {
 }
 
 Result<void> DocumentWriter::finish() {
-  if (state_ != State::open) return fail(errc::structure, "DocumentWriter::finish outside a document");
+  if (state_ != State::open)
+    return fail(errc::structure, "DocumentWriter::finish outside a document");
   state_ = State::done;
   buffer_ += index_ ? "</sitemapindex>\n" : "</urlset>\n";
   return flush();

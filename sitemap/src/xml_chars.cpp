@@ -106,8 +106,7 @@ std::size_t find_bad_reference(std::string_view text) {
         value = value * (hex ? 16u : 10u) + d;  // at most 8 digits: no overflow
       }
       if (!is_xml_char(value)) return pos;
-    } else if (name != "lt" && name != "gt" && name != "amp" && name != "apos" &&
-               name != "quot") {
+    } else if (name != "lt" && name != "gt" && name != "amp" && name != "apos" && name != "quot") {
       return pos;
     }
     pos += semi + 2;

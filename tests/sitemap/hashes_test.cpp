@@ -29,7 +29,8 @@ TEST_CASE("setting a digest replaces it in place or appends it", "[sitemap][hash
 TEST_CASE("hex digests must be lower case and of the algorithm's length", "[sitemap][hash]") {
   CHECK(is_valid_hex_digest(HashAlgorithm::md5, "1584abdf8ebdc9802ac0c6a7402c03b6"));
   CHECK_FALSE(is_valid_hex_digest(HashAlgorithm::md5, "1584ABDF8EBDC9802AC0C6A7402C03B6"));
-  CHECK_FALSE(is_valid_hex_digest(HashAlgorithm::sha256, "f4OxZX_x_FO5LcGBSKHWXfwtSx-j1ncoSt3SABJtkGk"));
+  CHECK_FALSE(
+      is_valid_hex_digest(HashAlgorithm::sha256, "f4OxZX_x_FO5LcGBSKHWXfwtSx-j1ncoSt3SABJtkGk"));
   CHECK_FALSE(is_valid_hex_digest(HashAlgorithm::sha1, "abc"));
 }
 

@@ -115,17 +115,17 @@ TEST_CASE("character references to forbidden characters are refused", "[sitemap]
 }
 
 TEST_CASE("valid character references are decoded", "[sitemap][hostile]") {
-  auto doc = parse_document(kRoot + "<url><loc>http://e/&#x41;&#66;&lt;&gt;&apos;&quot;</loc></url></urlset>");
+  auto doc = parse_document(
+      kRoot + "<url><loc>http://e/&#x41;&#66;&lt;&gt;&apos;&quot;</loc></url></urlset>");
   REQUIRE(doc);
   CHECK(doc->entries.at(0).loc == "http://e/AB<>'\"");
 }
 
 TEST_CASE("invalid UTF-8 and forbidden raw characters are refused", "[sitemap][hostile]") {
-  const std::string bytes = GENERATE(std::string("\xC0\xAE"), std::string("\xE0\x80\xAE"),
-                                     std::string("\x80"), std::string("\xED\xA0\x80"),
-                                     std::string("\xF4\x90\x80\x80"), std::string("\xEF\xBF\xBE"),
-                                     std::string(1, '\0'), std::string("\x1B"),
-                                     std::string("\xE2\x82"));
+  const std::string bytes = GENERATE(
+      std::string("\xC0\xAE"), std::string("\xE0\x80\xAE"), std::string("\x80"),
+      std::string("\xED\xA0\x80"), std::string("\xF4\x90\x80\x80"), std::string("\xEF\xBF\xBE"),
+      std::string(1, '\0'), std::string("\x1B"), std::string("\xE2\x82"));
   auto e = parse_error(kRoot + "<url>\n<loc>http://e/" + bytes + "</loc></url></urlset>");
   CHECK(code_of(e) == errc::invalid_utf8);
   CHECK(e.detail.starts_with("line 3: "));
@@ -133,7 +133,8 @@ TEST_CASE("invalid UTF-8 and forbidden raw characters are refused", "[sitemap][h
 
 TEST_CASE("multi-byte UTF-8 split across read blocks is fine", "[sitemap][hostile]") {
   std::string xml = kRoot;
-  while (xml.size() < 300 * 1024) xml += "<url><loc>http://e/\xE2\x98\x83\xF0\x9F\x98\x80</loc></url>\n";
+  while (xml.size() < 300 * 1024)
+    xml += "<url><loc>http://e/\xE2\x98\x83\xF0\x9F\x98\x80</loc></url>\n";
   xml += "</urlset>";
   auto doc = parse_document(xml);
   REQUIRE(doc);
@@ -153,7 +154,8 @@ TEST_CASE("deep nesting stops at the depth limit quickly", "[sitemap][hostile]")
 
 TEST_CASE("a 10 MB attribute hits the entry size limit", "[sitemap][hostile]") {
   const std::string huge(10'000'000, 'a');
-  auto e = parse_error(kRoot + "<url><loc>http://e/</loc><rs:md type=\"" + huge + "\"/></url></urlset>");
+  auto e =
+      parse_error(kRoot + "<url><loc>http://e/</loc><rs:md type=\"" + huge + "\"/></url></urlset>");
   CHECK(code_of(e) == errc::limit_exceeded);
   CHECK(e.detail.starts_with("line 2: "));
 
@@ -171,7 +173,8 @@ TEST_CASE("too many attributes, duplicates and several roots are refused", "[sit
   many += "/></url></urlset>";
   CHECK(code_of(parse_error(many)) == errc::limit_exceeded);
 
-  auto dup = parse_error(kRoot + "<url><loc>http://e/</loc>\n<rs:md length=\"1\" length=\"2\"/></url></urlset>");
+  auto dup = parse_error(
+      kRoot + "<url><loc>http://e/</loc>\n<rs:md length=\"1\" length=\"2\"/></url></urlset>");
   CHECK(code_of(dup) == errc::duplicate_attribute);
   CHECK(dup.detail.starts_with("line 3: "));
 

@@ -34,21 +34,22 @@ errc code_of(const shardsync::Error& e) { return static_cast<errc>(e.code.value(
 }  // namespace
 
 TEST_CASE("a resource list parses into header and entries", "[sitemap][parse]") {
-  const std::string xml = kHead +
-                          "  <rs:ln rel=\"up\" href=\"http://example.com/capabilitylist.xml\"/>\n"
-                          "  <rs:md capability=\"resourcelist\" at=\"2013-01-03T09:00:00Z\"\n"
-                          "         completed=\"2013-01-03T09:01:00Z\"/>\n"
-                          "  <url>\n"
-                          "    <loc>http://example.com/res1?a=1&amp;b=2</loc>\n"
-                          "    <lastmod>2013-01-02T13:00:00Z</lastmod>\n"
-                          "    <changefreq>daily</changefreq>\n"
-                          "    <rs:md hash=\"md5:1584abdf8ebdc9802ac0c6a7402c03b6\" length=\"8876\"\n"
-                          "           type=\"text/html\" encoding=\"gzip\"/>\n"
-                          "    <rs:ln rel=\"duplicate\" href=\"gsiftp://mirror/res1\" pri=\"2\"\n"
-                          "           modified=\"2013-01-02T13:00:00Z\" length=\"1\" hash=\"md5:x\"\n"
-                          "           type=\"a/b\" path=\"/p\" encoding=\"e\"/>\n"
-                          "  </url>\n"
-                          "</urlset>\n";
+  const std::string xml =
+      kHead +
+      "  <rs:ln rel=\"up\" href=\"http://example.com/capabilitylist.xml\"/>\n"
+      "  <rs:md capability=\"resourcelist\" at=\"2013-01-03T09:00:00Z\"\n"
+      "         completed=\"2013-01-03T09:01:00Z\"/>\n"
+      "  <url>\n"
+      "    <loc>http://example.com/res1?a=1&amp;b=2</loc>\n"
+      "    <lastmod>2013-01-02T13:00:00Z</lastmod>\n"
+      "    <changefreq>daily</changefreq>\n"
+      "    <rs:md hash=\"md5:1584abdf8ebdc9802ac0c6a7402c03b6\" length=\"8876\"\n"
+      "           type=\"text/html\" encoding=\"gzip\"/>\n"
+      "    <rs:ln rel=\"duplicate\" href=\"gsiftp://mirror/res1\" pri=\"2\"\n"
+      "           modified=\"2013-01-02T13:00:00Z\" length=\"1\" hash=\"md5:x\"\n"
+      "           type=\"a/b\" path=\"/p\" encoding=\"e\"/>\n"
+      "  </url>\n"
+      "</urlset>\n";
   auto doc = parse_document(xml);
   REQUIRE(doc);
   CHECK(doc->type() == DocumentType::resource_list);
@@ -172,16 +173,14 @@ TEST_CASE("foreign attributes and elements are kept, never fatal", "[sitemap][pa
 }
 
 TEST_CASE("typed values are parsed strictly", "[sitemap][parse]") {
-  const std::string attr = GENERATE(std::string("length=\"-1\""), std::string("length=\"+5\""),
-                                    std::string("length=\"1e9\""), std::string("length=\"0x10\""),
-                                    std::string("length=\"18446744073709551616\""),
-                                    std::string("length=\"\""), std::string("length=\" 5\""),
-                                    std::string("change=\"modified\""),
-                                    std::string("datetime=\"2013-01-01T10:00:00\""),
-                                    std::string("at=\"yesterday\""));
+  const std::string attr = GENERATE(
+      std::string("length=\"-1\""), std::string("length=\"+5\""), std::string("length=\"1e9\""),
+      std::string("length=\"0x10\""), std::string("length=\"18446744073709551616\""),
+      std::string("length=\"\""), std::string("length=\" 5\""), std::string("change=\"modified\""),
+      std::string("datetime=\"2013-01-01T10:00:00\""), std::string("at=\"yesterday\""));
   CAPTURE(attr);
-  auto doc = parse_document(kHead + "<url><loc>http://e/x</loc>\n<rs:md " + attr +
-                            "/></url></urlset>");
+  auto doc =
+      parse_document(kHead + "<url><loc>http://e/x</loc>\n<rs:md " + attr + "/></url></urlset>");
   REQUIRE_FALSE(doc);
   CHECK(code_of(doc.error()) == errc::invalid_value);
   CHECK(doc.error().detail.starts_with("line 5: "));

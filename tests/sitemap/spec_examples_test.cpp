@@ -49,7 +49,9 @@ void collect(pugi::xml_node node, const std::string& path, std::multiset<std::st
       if (t.type() == pugi::node_pcdata || t.type() == pugi::node_cdata) text += t.value();
     }
     const auto first = text.find_first_not_of(" \t\r\n");
-    text = first == std::string::npos ? "" : text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+    text = first == std::string::npos
+               ? ""
+               : text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
     std::string key = path + "/" + child.name() + "{";
     for (const auto& [n, v] : attributes) key += n + "=" + v + ";";
     key += "}" + normalise_value("", text);

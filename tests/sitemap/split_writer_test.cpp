@@ -32,7 +32,8 @@ void expect_valid(const std::string& path) {
 }
 
 std::size_t count_files(const fs::path& dir) {
-  return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+  return static_cast<std::size_t>(
+      std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
 }
 
 }  // namespace
@@ -40,8 +41,8 @@ std::size_t count_files(const fs::path& dir) {
 TEST_CASE("a list that fits is one document", "[sitemap][split]") {
   shardsync::test::TempDir dir;
   SplitWriter writer({dir.path().string(), "resourcelist", kBase, 10, 52'428'800});
-  REQUIRE(writer.begin(make_snapshot_header(Capability::resourcelist, Timestamp::from_unix(1'700'000'000),
-                                            kCapabilityList)));
+  REQUIRE(writer.begin(make_snapshot_header(Capability::resourcelist,
+                                            Timestamp::from_unix(1'700'000'000), kCapabilityList)));
   for (int i = 0; i < 10; ++i) REQUIRE(writer.add(resource(i)));
   auto result = writer.finish();
   REQUIRE(result);
@@ -81,7 +82,8 @@ TEST_CASE("a long resource list becomes an index plus linked parts", "[sitemap][
 
   int seen = 0;
   for (std::size_t p = 0; p < 3; ++p) {
-    CHECK(index->entries[p].loc == std::string(kBase) + "resourcelist-0000" + std::to_string(p + 1) + ".xml");
+    CHECK(index->entries[p].loc ==
+          std::string(kBase) + "resourcelist-0000" + std::to_string(p + 1) + ".xml");
     CHECK(index->entries[p].md->at == snapshot);
     expect_valid(result->parts[p]);
     auto part = parse_file(result->parts[p]);
@@ -99,7 +101,8 @@ TEST_CASE("a long change list is split into closed parts and an open one", "[sit
   shardsync::test::TempDir dir;
   SplitWriter writer({dir.path().string(), "changelist", kBase, 4, 52'428'800});
   const Timestamp from = Timestamp::from_unix(1'600'000'000);
-  REQUIRE(writer.begin(make_change_header(Capability::changelist, from, std::nullopt, kCapabilityList)));
+  REQUIRE(writer.begin(
+      make_change_header(Capability::changelist, from, std::nullopt, kCapabilityList)));
   for (int i = 0; i < 10; ++i) {
     Entry e = resource(i / 2);  // two changes share each datetime
     e.md->change = ChangeType::updated;
@@ -135,7 +138,8 @@ TEST_CASE("a long change list is split into closed parts and an open one", "[sit
   SECTION("entries going back in time are refused") {
     shardsync::test::TempDir other;
     SplitWriter w({other.path().string(), "changelist", kBase, 4, 52'428'800});
-    REQUIRE(w.begin(make_change_header(Capability::changelist, from, std::nullopt, kCapabilityList)));
+    REQUIRE(
+        w.begin(make_change_header(Capability::changelist, from, std::nullopt, kCapabilityList)));
     Entry e = resource(1);
     e.md->change = ChangeType::created;
     e.md->datetime = Timestamp::from_unix(1'600'000'200);
@@ -149,7 +153,8 @@ TEST_CASE("a long change list is split into closed parts and an open one", "[sit
 TEST_CASE("parts are split by size as well as by count", "[sitemap][split]") {
   shardsync::test::TempDir dir;
   SplitWriter writer({dir.path().string(), "resourcelist", kBase, 50'000, 4096});
-  REQUIRE(writer.begin(make_snapshot_header(Capability::resourcelist, Timestamp::from_unix(1), kCapabilityList)));
+  REQUIRE(writer.begin(
+      make_snapshot_header(Capability::resourcelist, Timestamp::from_unix(1), kCapabilityList)));
   for (int i = 0; i < 100; ++i) REQUIRE(writer.add(resource(i)));
   auto result = writer.finish();
   REQUIRE(result);
@@ -164,11 +169,13 @@ TEST_CASE("nothing is published when the writer fails or is abandoned", "[sitema
   shardsync::test::TempDir dir;
   {
     SplitWriter writer({dir.path().string(), "resourcelist", kBase, 3, 52'428'800});
-    REQUIRE(writer.begin(make_snapshot_header(Capability::resourcelist, Timestamp::from_unix(1), kCapabilityList)));
+    REQUIRE(writer.begin(
+        make_snapshot_header(Capability::resourcelist, Timestamp::from_unix(1), kCapabilityList)));
     for (int i = 0; i < 10; ++i) REQUIRE(writer.add(resource(i)));
   }
   CHECK(count_files(dir.path()) == 0);
 
   SplitWriter no_base({dir.path().string(), "resourcelist", "http://example.com/no-slash", 3, 1});
-  CHECK_FALSE(no_base.begin(make_snapshot_header(Capability::resourcelist, Timestamp::from_unix(1), "")));
+  CHECK_FALSE(
+      no_base.begin(make_snapshot_header(Capability::resourcelist, Timestamp::from_unix(1), "")));
 }

@@ -1,12 +1,11 @@
 #include "shardsync/sitemap/validator.hpp"
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "shardsync/sitemap/byte_source.hpp"
 #include "test_paths.hpp"
@@ -31,15 +30,30 @@ const std::string kCapabilityListUrl = "http://example.com/dataset1/capabilityli
 
 // Every error (MUST) rule the validator has, and whether a hand-written fixture can show it.
 // too-many-entries and document-too-large need 50,000 entries or 50 MB: tested in code below.
-const std::vector<std::string> kFixtureRules{
-    "at-required",         "from-required",       "up-required",
-    "md-required",         "capability-required", "index-not-allowed",
-    "completed-before-at", "until-before-from",   "loc-required",
-    "loc-absolute",        "change-required",     "datetime-range",
-    "chronological-order", "hash-not-hex",        "hash-syntax",
-    "pri-range",           "ln-rel-required",     "ln-href-required",
-    "patch-type-required", "patch-path-required", "path-required",
-    "capability-duplicate", "entry-capability-required", "entry-capability-value"};
+const std::vector<std::string> kFixtureRules{"at-required",
+                                             "from-required",
+                                             "up-required",
+                                             "md-required",
+                                             "capability-required",
+                                             "index-not-allowed",
+                                             "completed-before-at",
+                                             "until-before-from",
+                                             "loc-required",
+                                             "loc-absolute",
+                                             "change-required",
+                                             "datetime-range",
+                                             "chronological-order",
+                                             "hash-not-hex",
+                                             "hash-syntax",
+                                             "pri-range",
+                                             "ln-rel-required",
+                                             "ln-href-required",
+                                             "patch-type-required",
+                                             "patch-path-required",
+                                             "path-required",
+                                             "capability-duplicate",
+                                             "entry-capability-required",
+                                             "entry-capability-value"};
 
 std::vector<fs::path> xml_files(const fs::path& dir) {
   std::vector<fs::path> files;
@@ -109,7 +123,8 @@ Entry resource_entry(std::string loc) {
 
 // A Resource List of `count` entries as XML text.
 std::string resource_list_xml(std::size_t count) {
-  std::string xml = kUrlset + kUp + "  <rs:md capability=\"resourcelist\" at=\"2013-01-03T09:00:00Z\"/>\n";
+  std::string xml =
+      kUrlset + kUp + "  <rs:md capability=\"resourcelist\" at=\"2013-01-03T09:00:00Z\"/>\n";
   xml.reserve(xml.size() + count * 48);
   for (std::size_t i = 0; i < count; ++i) {
     xml += "  <url><loc>http://example.com/r/" + std::to_string(i) + "</loc></url>\n";
@@ -136,7 +151,7 @@ TEST_CASE("every invalid fixture breaks exactly the rule it is named after",
     const auto errors = errors_of(findings);
     REQUIRE(errors.size() == 1);
     CHECK(errors.front().rule == rule);
-    CHECK(errors.front().line > 0);  // points into the document
+    CHECK(errors.front().line > 0);                                // points into the document
     CHECK(errors.front().message.find("§") != std::string::npos);  // cites the spec
     // The fixture is otherwise clean: nothing else, not even a warning, distracts from the
     // one violation it demonstrates.
@@ -260,11 +275,11 @@ TEST_CASE("an unprefixed attribute ResourceSync does not define is a warning",
     CHECK(rules_of(findings) == std::vector<std::string>{"unknown-attribute"});
   }
   SECTION("the pre-1.0 `modified` on an entry's <rs:md> is flagged as legacy") {
-    const auto findings = check_xml(
-        kUrlset + kUp +
-        "  <rs:md capability=\"resourcelist\" at=\"2013-01-03T09:00:00Z\"/>\n"
-        "  <url><loc>http://example.com/res1</loc>\n"
-        "    <rs:md modified=\"2013-01-02T13:00:00Z\"/></url>\n</urlset>\n");
+    const auto findings =
+        check_xml(kUrlset + kUp +
+                  "  <rs:md capability=\"resourcelist\" at=\"2013-01-03T09:00:00Z\"/>\n"
+                  "  <url><loc>http://example.com/res1</loc>\n"
+                  "    <rs:md modified=\"2013-01-02T13:00:00Z\"/></url>\n</urlset>\n");
     INFO(describe(findings));
     CHECK(errors_of(findings).empty());
     CHECK(rules_of(findings) == std::vector<std::string>{"legacy-attribute"});
@@ -280,14 +295,15 @@ TEST_CASE("change list entries out of forward chronological order are an error",
       kUrlset + kUp + "  <rs:md capability=\"changelist\" from=\"2013-01-03T00:00:00Z\"/>\n";
 
   SECTION("a change dated before the one listed above it") {
-    const auto findings = check_xml(head +
-                                    "  <url><loc>http://example.com/a</loc>\n"                // 6
-                                    "    <rs:md change=\"updated\" datetime=\"2013-01-03T13:00:00Z\"/>\n"
-                                    "  </url>\n"
-                                    "  <url><loc>http://example.com/b</loc>\n"                // 9
-                                    "    <rs:md change=\"created\" datetime=\"2013-01-03T12:59:59.5Z\"/>\n"
-                                    "  </url>\n"
-                                    "</urlset>\n");
+    const auto findings =
+        check_xml(head +
+                  "  <url><loc>http://example.com/a</loc>\n"  // 6
+                  "    <rs:md change=\"updated\" datetime=\"2013-01-03T13:00:00Z\"/>\n"
+                  "  </url>\n"
+                  "  <url><loc>http://example.com/b</loc>\n"  // 9
+                  "    <rs:md change=\"created\" datetime=\"2013-01-03T12:59:59.5Z\"/>\n"
+                  "  </url>\n"
+                  "</urlset>\n");
     INFO(describe(findings));
     const auto errors = errors_of(findings);
     REQUIRE(errors.size() == 1);
@@ -297,23 +313,24 @@ TEST_CASE("change list entries out of forward chronological order are an error",
     CHECK(errors[0].message.find("§12") != std::string::npos);
   }
   SECTION("changes at the same instant are in order") {
-    const auto findings = check_xml(head +
-                                    "  <url><loc>http://example.com/a</loc>\n"
-                                    "    <rs:md change=\"updated\" datetime=\"2013-01-03T13:00:00Z\"/>\n"
-                                    "  </url>\n"
-                                    "  <url><loc>http://example.com/b</loc>\n"
-                                    "    <rs:md change=\"created\" datetime=\"2013-01-03T14:00:00+01:00\"/>\n"
-                                    "  </url>\n"
-                                    "</urlset>\n");
+    const auto findings =
+        check_xml(head +
+                  "  <url><loc>http://example.com/a</loc>\n"
+                  "    <rs:md change=\"updated\" datetime=\"2013-01-03T13:00:00Z\"/>\n"
+                  "  </url>\n"
+                  "  <url><loc>http://example.com/b</loc>\n"
+                  "    <rs:md change=\"created\" datetime=\"2013-01-03T14:00:00+01:00\"/>\n"
+                  "  </url>\n"
+                  "</urlset>\n");
     INFO(describe(findings));
     CHECK(errors_of(findings).empty());
   }
   SECTION("each out-of-order change is reported, against the change just before it") {
     Document doc;
-    doc.header = make_change_header(Capability::changelist, t("2013-01-03T00:00:00Z"),
-                                    std::nullopt, kCapabilityListUrl);
-    for (const char* when : {"2013-01-03T10:00:00Z", "2013-01-03T09:00:00Z",
-                             "2013-01-03T11:00:00Z", "2013-01-03T08:00:00Z"}) {
+    doc.header = make_change_header(Capability::changelist, t("2013-01-03T00:00:00Z"), std::nullopt,
+                                    kCapabilityListUrl);
+    for (const char* when : {"2013-01-03T10:00:00Z", "2013-01-03T09:00:00Z", "2013-01-03T11:00:00Z",
+                             "2013-01-03T08:00:00Z"}) {
       doc.entries.push_back(change_entry("http://example.com/x", ChangeType::updated, t(when)));
     }
     const auto errors = errors_of(validate(doc));
@@ -334,15 +351,16 @@ TEST_CASE("change list entries out of forward chronological order are an error",
     // §7: in 1.1 <lastmod> "may not correspond with the datetime of the last ResourceSync
     // change event" (Example 19 lists a created resource whose <lastmod> is from 2000). An
     // entry without datetime but with an old <lastmod> breaks no ordering rule.
-    const auto findings = check_xml(head +
-                                    "  <url><loc>http://example.com/a</loc>\n"
-                                    "    <rs:md change=\"updated\" datetime=\"2013-01-03T13:00:00Z\"/>\n"
-                                    "  </url>\n"
-                                    "  <url><loc>http://example.com/b</loc>\n"
-                                    "    <lastmod>2000-01-01T01:01:00Z</lastmod>\n"
-                                    "    <rs:md change=\"updated\"/>\n"
-                                    "  </url>\n"
-                                    "</urlset>\n");
+    const auto findings =
+        check_xml(head +
+                  "  <url><loc>http://example.com/a</loc>\n"
+                  "    <rs:md change=\"updated\" datetime=\"2013-01-03T13:00:00Z\"/>\n"
+                  "  </url>\n"
+                  "  <url><loc>http://example.com/b</loc>\n"
+                  "    <lastmod>2000-01-01T01:01:00Z</lastmod>\n"
+                  "    <rs:md change=\"updated\"/>\n"
+                  "  </url>\n"
+                  "</urlset>\n");
     INFO(describe(findings));
     CHECK(errors_of(findings).empty());
   }
@@ -350,8 +368,8 @@ TEST_CASE("change list entries out of forward chronological order are an error",
 
 TEST_CASE("change list index entries out of forward chronological order are an error",
           "[sitemap][validator]") {
-  const std::string head = kSitemapindex + kUp +
-                           "  <rs:md capability=\"changelist\" from=\"2013-01-01T00:00:00Z\"/>\n";
+  const std::string head =
+      kSitemapindex + kUp + "  <rs:md capability=\"changelist\" from=\"2013-01-01T00:00:00Z\"/>\n";
   SECTION("a Change List starting before the one listed above it") {
     const auto findings = check_xml(
         head +
@@ -389,16 +407,14 @@ TEST_CASE("change list index entries out of forward chronological order are an e
   }
 }
 
-TEST_CASE("change dump packages out of order are a warning, not an error",
-          "[sitemap][validator]") {
+TEST_CASE("change dump packages out of order are a warning, not an error", "[sitemap][validator]") {
   // §13.1: "All entries in a Change Dump *should* be provided in forward chronological order"
   // (a SHOULD, unlike the MUST of §12.1, §12.2 and §13.2).
   Document doc;
   doc.header = make_change_header(Capability::changedump, t("2013-01-01T00:00:00Z"), std::nullopt,
                                   kCapabilityListUrl);
-  for (const auto& [from, until] :
-       {std::pair{"2013-01-02T00:00:00Z", "2013-01-03T00:00:00Z"},
-        std::pair{"2013-01-01T00:00:00Z", "2013-01-02T00:00:00Z"}}) {
+  for (const auto& [from, until] : {std::pair{"2013-01-02T00:00:00Z", "2013-01-03T00:00:00Z"},
+                                    std::pair{"2013-01-01T00:00:00Z", "2013-01-02T00:00:00Z"}}) {
     Entry entry = resource_entry("http://example.com/" + std::string(from) + ".zip");
     entry.md.emplace();
     entry.md->type = "application/zip";
@@ -448,8 +464,8 @@ TEST_CASE("a change dated outside the document's [from, until] is an error",
     CHECK(errors_of(validate(doc)).empty());
   }
   SECTION("a Change Dump Manifest's changes are bounded the same way") {
-    doc.header = make_change_header(Capability::changedump_manifest, from, until,
-                                    kCapabilityListUrl);
+    doc.header =
+        make_change_header(Capability::changedump_manifest, from, until, kCapabilityListUrl);
     Entry entry =
         change_entry("http://example.com/a", ChangeType::updated, t("2013-01-05T00:00:00Z"));
     entry.md->path = "/changes/a";
@@ -580,8 +596,7 @@ TEST_CASE("a document larger than 50 MB is an error", "[sitemap][validator]") {
   }
 }
 
-TEST_CASE("non-hex sha-256 values as in the spec's Example 27 are errors",
-          "[sitemap][validator]") {
+TEST_CASE("non-hex sha-256 values as in the spec's Example 27 are errors", "[sitemap][validator]") {
   // Example 27 (§14.4) shows base64url-like sha-256 values; §7 says digests are hex-encoded
   // and resync issue #25 settled on lower-case hex.
   const std::string xml =
@@ -612,21 +627,21 @@ TEST_CASE("non-hex sha-256 values as in the spec's Example 27 are errors",
   INFO(describe(findings));
   const auto errors = errors_of(findings);
   REQUIRE(rules_of(errors) ==
-          std::vector<std::string>{"hash-not-hex", "hash-not-hex", "hash-not-hex",
-                                   "hash-not-hex"});
+          std::vector<std::string>{"hash-not-hex", "hash-not-hex", "hash-not-hex", "hash-not-hex"});
   std::vector<std::uint32_t> lines;
   for (const Finding& f : errors) {
     lines.push_back(f.line);
     CHECK(f.message.find("64 lower-case hex digits") != std::string::npos);
   }
+  // One per digest, at the element that carries it (findings need not come in line order).
+  std::sort(lines.begin(), lines.end());
   CHECK(lines == std::vector<std::uint32_t>{8, 11, 18, 21});
 }
 
-TEST_CASE("hash digests must be lower-case hex of the algorithm's length",
-          "[sitemap][validator]") {
+TEST_CASE("hash digests must be lower-case hex of the algorithm's length", "[sitemap][validator]") {
   Document doc;
-  doc.header = make_snapshot_header(Capability::resourcelist, t("2013-01-03T09:00:00Z"),
-                                    kCapabilityListUrl);
+  doc.header =
+      make_snapshot_header(Capability::resourcelist, t("2013-01-03T09:00:00Z"), kCapabilityListUrl);
   Entry entry = resource_entry("http://example.com/res1");
   entry.md.emplace();
   const auto errors_for = [&](std::string_view hash) {
@@ -659,7 +674,8 @@ TEST_CASE("an unknown hash algorithm is a warning, not an error", "[sitemap][val
       "    <rs:md hash=\"md5:1584abdf8ebdc9802ac0c6a7402c03b6 sha-512:cf83e1357eefb8bdf1542850d6"
       "6d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a8"
       "1a538327af927da3e\"/>\n"
-      "    <rs:ln rel=\"duplicate\" href=\"http://mirror.example.com/res1\" hash=\"crc32:414fa339\"/>\n"
+      "    <rs:ln rel=\"duplicate\" href=\"http://mirror.example.com/res1\" "
+      "hash=\"crc32:414fa339\"/>\n"
       "  </url>\n"
       "</urlset>\n");
   INFO(describe(findings));
@@ -671,8 +687,8 @@ TEST_CASE("an unknown hash algorithm is a warning, not an error", "[sitemap][val
 
 TEST_CASE("a link pri outside 1..999,999 is an error", "[sitemap][validator]") {
   Document doc;
-  doc.header = make_snapshot_header(Capability::resourcelist, t("2013-01-03T09:00:00Z"),
-                                    kCapabilityListUrl);
+  doc.header =
+      make_snapshot_header(Capability::resourcelist, t("2013-01-03T09:00:00Z"), kCapabilityListUrl);
   Entry entry = resource_entry("http://example.com/res1");
   entry.links.push_back(make_link("duplicate", "http://mirror.example.com/res1"));
   const auto errors_for = [&](std::uint32_t pri) {
@@ -700,6 +716,129 @@ TEST_CASE("a link pri outside 1..999,999 is an error", "[sitemap][validator]") {
     CHECK(errors[0].line == 4);
     CHECK(errors[0].message.find("1000000") != std::string::npos);
   }
+}
+
+TEST_CASE("a <loc> must be an absolute URI with a host", "[sitemap][validator]") {
+  Document doc;
+  doc.header =
+      make_snapshot_header(Capability::resourcelist, t("2013-01-03T09:00:00Z"), kCapabilityListUrl);
+  const auto errors_for = [&](std::string loc) {
+    doc.entries = {resource_entry(std::move(loc))};
+    return rules_of(errors_of(validate(doc)));
+  };
+  using Rules = std::vector<std::string>;
+  CHECK(errors_for("http://example.com/res1").empty());
+  CHECK(errors_for("https://example.com:8443/a/b?c=d&e=f#g").empty());
+  CHECK(errors_for("ftp://user@example.com/file.zip").empty());
+  CHECK(errors_for("res2.pdf") == Rules{"loc-absolute"});
+  CHECK(errors_for("/res2.pdf") == Rules{"loc-absolute"});
+  CHECK(errors_for("//example.com/res2.pdf") == Rules{"loc-absolute"});
+  CHECK(errors_for("http://") == Rules{"loc-absolute"});
+  CHECK(errors_for("http://example.com/a b") == Rules{"loc-absolute"});
+  CHECK(errors_for("1http://example.com/") == Rules{"loc-absolute"});
+  // The "://" must follow the scheme, and an authority must follow it.
+  CHECK(errors_for("res2.pdf?from=http://example.com/") == Rules{"loc-absolute"});
+  CHECK(errors_for("urn:x?u=http://example.com/") == Rules{"loc-absolute"});
+  CHECK(errors_for("http:///res2.pdf") == Rules{"loc-absolute"});
+  CHECK(errors_for("") == Rules{"loc-required"});
+}
+
+TEST_CASE("a Source Description entry's <rs:md>, when present, must give the capability",
+          "[sitemap][validator]") {
+  // §8: "An optional <rs:md> child element must have a capability attribute with a value of
+  // capabilitylist".
+  const std::string head =
+      kUrlset +
+      "  <rs:ln rel=\"describedby\" href=\"http://example.com/info_about_source.xml\"/>\n"
+      "  <rs:md capability=\"description\"/>\n"
+      "  <url>\n"
+      "    <loc>http://example.com/dataset1/capabilitylist.xml</loc>\n";
+  const std::string tail =
+      "    <rs:ln rel=\"describedby\" href=\"http://example.com/info_about_set1.xml\"/>\n"
+      "  </url>\n"
+      "</urlset>\n";
+  SECTION("an <rs:md> without capability breaks the MUST") {
+    const auto findings = check_xml(head + "    <rs:md type=\"application/xml\"/>\n" + tail);
+    INFO(describe(findings));
+    const auto errors = errors_of(findings);
+    REQUIRE(errors.size() == 1);
+    CHECK(errors[0].line == 8);
+  }
+  SECTION("leaving out the optional <rs:md> is no error") {
+    const auto findings = check_xml(head + tail);
+    INFO(describe(findings));
+    CHECK(errors_of(findings).empty());
+  }
+}
+
+TEST_CASE("an entry's time interval that ends before it starts is an error",
+          "[sitemap][validator]") {
+  using Rules = std::vector<std::string>;
+  SECTION("a Change List Index entry with until before from") {
+    Document doc;
+    doc.header = make_change_header(Capability::changelist, t("2013-01-01T00:00:00Z"), std::nullopt,
+                                    kCapabilityListUrl, RootKind::sitemapindex);
+    Entry entry = resource_entry("http://example.com/changelist1.xml");
+    entry.md.emplace();
+    entry.md->from = t("2013-01-02T00:00:00Z");
+    entry.md->until = t("2013-01-01T00:00:00Z");
+    doc.entries.push_back(entry);
+    CHECK(rules_of(errors_of(validate(doc))) == Rules{"until-before-from"});
+  }
+  SECTION("a Change Dump package with until before from") {
+    Document doc;
+    doc.header = make_change_header(Capability::changedump, t("2013-01-01T00:00:00Z"), std::nullopt,
+                                    kCapabilityListUrl);
+    Entry entry = resource_entry("http://example.com/changedump1.zip");
+    entry.md.emplace();
+    entry.md->type = "application/zip";
+    entry.md->length = 4765;
+    entry.md->from = t("2013-01-02T00:00:00Z");
+    entry.md->until = t("2013-01-01T00:00:00Z");
+    doc.entries.push_back(entry);
+    CHECK(rules_of(errors_of(validate(doc))) == Rules{"until-before-from"});
+  }
+  SECTION("a Resource List Index entry with completed before at") {
+    Document doc;
+    doc.header = make_snapshot_header(Capability::resourcelist, t("2013-01-03T09:00:00Z"),
+                                      kCapabilityListUrl, RootKind::sitemapindex);
+    Entry entry = resource_entry("http://example.com/resourcelist1.xml");
+    entry.md.emplace();
+    entry.md->at = t("2013-01-03T09:00:00Z");
+    entry.md->completed = t("2013-01-03T08:00:00Z");
+    doc.entries.push_back(entry);
+    CHECK(rules_of(errors_of(validate(doc))) == Rules{"completed-before-at"});
+  }
+  SECTION("a Resource Dump package with completed before at") {
+    Document doc;
+    doc.header = make_snapshot_header(Capability::resourcedump, t("2013-01-03T09:00:00Z"),
+                                      kCapabilityListUrl);
+    Entry entry = resource_entry("http://example.com/resourcedump1.zip");
+    entry.md.emplace();
+    entry.md->type = "application/zip";
+    entry.md->length = 4765;
+    entry.md->at = t("2013-01-03T09:00:00Z");
+    entry.md->completed = t("2013-01-03T08:00:00Z");
+    doc.entries.push_back(entry);
+    CHECK(rules_of(errors_of(validate(doc))) == Rules{"completed-before-at"});
+  }
+}
+
+TEST_CASE("ResourceSync attributes with a namespace prefix are an error", "[sitemap][validator]") {
+  // §7: the attributes ResourceSync defines "must not have an XML Namespace prefix", and
+  // community attributes "must use an XML Namespace other than that of ResourceSync".
+  const auto findings =
+      check_xml(kUrlset + kUp +
+                "  <rs:md capability=\"resourcelist\" at=\"2013-01-03T09:00:00Z\"/>\n"
+                "  <url>\n"
+                "    <loc>http://example.com/res1</loc>\n"
+                "    <rs:md rs:hash=\"md5:not-a-digest\"/>\n"  // 8
+                "  </url>\n"
+                "</urlset>\n");
+  INFO(describe(findings));
+  const auto errors = errors_of(findings);
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].line == 8);
 }
 
 TEST_CASE("a finding formats as SEVERITY line N: rule: message", "[sitemap][validator]") {

@@ -17,7 +17,8 @@ Document sample_change_list() {
   Document doc{make_change_header(Capability::changelist, at("2013-01-03T00:00:00Z"), std::nullopt,
                                   "http://example.com/dataset1/capabilitylist.xml"),
                {}};
-  const char* times[] = {"2013-01-03T11:00:00Z", "2013-01-03T13:00:00.5Z", "2013-01-03T13:00:00.5Z"};
+  const char* times[] = {"2013-01-03T11:00:00Z", "2013-01-03T13:00:00.5Z",
+                         "2013-01-03T13:00:00.5Z"};
   const ChangeType changes[] = {ChangeType::created, ChangeType::updated, ChangeType::deleted};
   for (int i = 0; i < 3; ++i) {
     Entry e;
@@ -47,7 +48,8 @@ TEST_CASE("a written document parses back to the same values", "[sitemap][write]
   doc.entries[0].links.push_back(mirror);
   doc.entries[0].extra_elements.push_back(
       {"http://example.org/ext", "note", "ex", {{"", "kind", "a&b", ""}}, "text <&>\r\n", {}});
-  doc.header.extra_attributes.push_back({"http://www.w3.org/XML/1998/namespace", "lang", "en", "xml"});
+  doc.header.extra_attributes.push_back(
+      {"http://www.w3.org/XML/1998/namespace", "lang", "en", "xml"});
   doc.header.md.extra.push_back({"", "modified", "2013", ""});
 
   auto xml = write_document(doc);
@@ -77,8 +79,9 @@ TEST_CASE("change documents are written in forward chronological order only", "[
   CHECK(xml.error().detail.find("forward chronological order") != std::string::npos);
 
   // A Resource List has no order: the same swap is fine there.
-  Document list{make_snapshot_header(Capability::resourcelist, at("2013-01-03T09:00:00Z"), "http://e/cl"),
-                doc.entries};
+  Document list{
+      make_snapshot_header(Capability::resourcelist, at("2013-01-03T09:00:00Z"), "http://e/cl"),
+      doc.entries};
   for (Entry& e : list.entries) e.md->change.reset();
   CHECK(write_document(list));
 }

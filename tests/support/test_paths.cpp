@@ -11,7 +11,8 @@ namespace shardsync::test {
 std::filesystem::path data_dir() { return SHARDSYNC_TEST_DATA; }
 
 std::filesystem::path spec_examples_dir() {
-  const std::filesystem::path dir = std::filesystem::path(SHARDSYNC_SHARED_DIR) / "resourcesync-examples";
+  const std::filesystem::path dir =
+      std::filesystem::path(SHARDSYNC_SHARED_DIR) / "resourcesync-examples";
   return std::filesystem::is_directory(dir) ? dir : std::filesystem::path{};
 }
 

@@ -61,7 +61,7 @@ struct ExtraAttribute {
   std::string namespace_uri;  // empty: no namespace
   std::string name;           // local name
   std::string value;
-  std::string prefix;         // prefix as read, a hint for writing (may be empty)
+  std::string prefix;  // prefix as read, a hint for writing (may be empty)
   // Names compare by namespace and local name: the prefix is not part of the value.
   friend bool operator==(const ExtraAttribute& a, const ExtraAttribute& b) {
     return a.namespace_uri == b.namespace_uri && a.name == b.name && a.value == b.value;
@@ -78,27 +78,27 @@ struct ExtraElement {
   std::string text;  // concatenated character data directly inside this element
   std::vector<ExtraElement> children;
   friend bool operator==(const ExtraElement& a, const ExtraElement& b) {
-    return a.namespace_uri == b.namespace_uri && a.name == b.name &&
-           a.attributes == b.attributes && a.text == b.text && a.children == b.children;
+    return a.namespace_uri == b.namespace_uri && a.name == b.name && a.attributes == b.attributes &&
+           a.text == b.text && a.children == b.children;
   }
 };
 
 // <rs:md>. On the root it describes the document; on an entry, the resource (or change).
 struct Metadata {
-  std::string capability;                      // raw text; capability_from_name() types it
-  std::optional<Timestamp> at;                 // snapshot start (resource list, dumps, manifest)
-  std::optional<Timestamp> completed;          // snapshot end
-  std::optional<Timestamp> from;               // change documents: all changes since
-  std::optional<Timestamp> until;              // present: closed; absent: open
-  std::optional<ChangeType> change;            // change list / change dump manifest entries
-  std::optional<Timestamp> datetime;           // when the change happened (1.1)
-  HashList hash;                               // "md5:… sha-256:…"
-  std::optional<std::uint64_t> length;         // bytes of the representation
-  std::string type;                            // media type
-  std::string encoding;                        // content coding
-  std::string path;                            // bitstream path inside a dump package
+  std::string capability;               // raw text; capability_from_name() types it
+  std::optional<Timestamp> at;          // snapshot start (resource list, dumps, manifest)
+  std::optional<Timestamp> completed;   // snapshot end
+  std::optional<Timestamp> from;        // change documents: all changes since
+  std::optional<Timestamp> until;       // present: closed; absent: open
+  std::optional<ChangeType> change;     // change list / change dump manifest entries
+  std::optional<Timestamp> datetime;    // when the change happened (1.1)
+  HashList hash;                        // "md5:… sha-256:…"
+  std::optional<std::uint64_t> length;  // bytes of the representation
+  std::string type;                     // media type
+  std::string encoding;                 // content coding
+  std::string path;                     // bitstream path inside a dump package
   std::vector<ExtraAttribute> extra;
-  std::uint32_t line = 0;                      // where it was read (0: not read from text)
+  std::uint32_t line = 0;  // where it was read (0: not read from text)
 
   [[nodiscard]] bool empty() const;
   friend bool operator==(const Metadata& a, const Metadata& b);
@@ -106,7 +106,7 @@ struct Metadata {
 
 // <rs:ln>: a typed link from a document or resource to another resource.
 struct Link {
-  std::string rel;                             // "up", "index", "describedby", "duplicate", …
+  std::string rel;  // "up", "index", "describedby", "duplicate", …
   std::string href;
   std::string type;
   std::optional<std::uint64_t> length;
@@ -114,7 +114,7 @@ struct Link {
   std::optional<Timestamp> modified;
   std::string path;
   std::string encoding;
-  std::optional<std::uint32_t> pri;            // 1..999,999; lower is preferred
+  std::optional<std::uint32_t> pri;  // 1..999,999; lower is preferred
   std::vector<ExtraAttribute> extra;
   std::uint32_t line = 0;
 

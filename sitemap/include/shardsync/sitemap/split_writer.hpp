@@ -29,11 +29,11 @@ struct SplitWriterOptions {
 };
 
 struct SplitResult {
-  std::string document_path;        // <directory>/<name>.xml
-  bool indexed = false;             // true: document_path is a <sitemapindex>
-  std::vector<std::string> parts;   // part paths when indexed
+  std::string document_path;       // <directory>/<name>.xml
+  bool indexed = false;            // true: document_path is a <sitemapindex>
+  std::vector<std::string> parts;  // part paths when indexed
   std::uint64_t entries = 0;
-  std::uint64_t bytes = 0;          // all files written
+  std::uint64_t bytes = 0;  // all files written
 };
 
 class SplitWriter {

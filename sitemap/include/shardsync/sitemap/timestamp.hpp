@@ -18,10 +18,10 @@ enum class Precision : std::uint8_t { year, month, day, minute, second, fraction
 // Ordering and equality compare the instant only; `precision` and `utc_designator`
 // remember how it was written, so a validator can flag forms the spec advises against.
 struct Timestamp {
-  std::int64_t seconds = 0;      // since 1970-01-01T00:00:00Z
-  std::uint32_t nanos = 0;       // 0..999,999,999
+  std::int64_t seconds = 0;  // since 1970-01-01T00:00:00Z
+  std::uint32_t nanos = 0;   // 0..999,999,999
   Precision precision = Precision::second;
-  bool utc_designator = true;    // written with "Z" (or no time at all), not an offset
+  bool utc_designator = true;  // written with "Z" (or no time at all), not an offset
 
   static Timestamp from_unix(std::int64_t seconds, std::uint32_t nanos = 0) {
     return Timestamp{seconds, nanos, nanos ? Precision::fraction : Precision::second, true};

@@ -34,8 +34,8 @@ class StringSink final : public Sink {
 
 // Serialises one document. Call begin(), add() per entry, then finish(); any error leaves the
 // writer failed. Entries of change documents (Change List, Change Dump Manifest, Change
-// Notification) must come in forward chronological order by `datetime` (or <lastmod> when
-// there is none): an entry that goes back in time is refused (ResourceSync §12.1).
+// Notification) must come in forward chronological order by `datetime`: an entry that goes
+// back in time is refused (§12.1). <lastmod> is the resource's own time and is not ordered.
 // Not thread-safe.
 class DocumentWriter {
  public:
@@ -80,7 +80,7 @@ void append_root_end(std::string& out, const DocumentHeader& header);
 void append_entry(std::string& out, const Entry& entry, bool index);
 void append_link(std::string& out, const Link& link);
 void append_escaped(std::string& out, std::string_view text, bool attribute);
-// The time an entry of a change document is ordered by: datetime, else lastmod.
+// The time an entry of a change document is ordered by: its change datetime.
 std::optional<Timestamp> change_time(const Entry& entry);
 }  // namespace detail
 

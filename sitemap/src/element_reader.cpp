@@ -238,7 +238,9 @@ Result<void> ElementReader::read_entry(pugi::xml_node node, const LineMap& lines
       return fail(errc::structure, at_line(line) + "unexpected attribute '" + a.name() + "' on <" +
                                        node.name() + ">");
     }
-    // Foreign attributes on an entry are allowed and ignored.
+    auto extra = extra_attribute(*name, a.value());
+    if (!extra) return fail(extra.error());
+    entry.extra_attributes.push_back(std::move(*extra));
   }
   for (pugi::xml_node child = node.first_child(); child; child = child.next_sibling()) {
     if (child.type() != pugi::node_element) {

@@ -211,7 +211,9 @@ void append_root_end(std::string& out, const DocumentHeader& header) {
 }
 
 void append_entry(std::string& out, const Entry& entry, bool index) {
-  out += index ? "<sitemap><loc>" : "<url><loc>";
+  out += index ? "<sitemap" : "<url";
+  append_extra_attributes(out, entry.extra_attributes);
+  out += "><loc>";
   append_escaped(out, entry.loc, false);
   out += "</loc>";
   if (entry.lastmod) {

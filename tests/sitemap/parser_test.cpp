@@ -166,6 +166,8 @@ TEST_CASE("foreign attributes and elements are kept, never fatal", "[sitemap][pa
   REQUIRE(doc->header.extra_elements.size() == 1);
   CHECK(doc->header.extra_elements[0].children.at(0).text == "a");
   const Entry& e = doc->entries.at(0);
+  REQUIRE(e.extra_attributes.size() == 1);
+  CHECK(e.extra_attributes[0].name == "note");
   CHECK(e.links.at(0).extra.at(0).name == "lang");
   REQUIRE(e.extra_elements.size() == 1);
   CHECK(e.extra_elements[0].name == "image");

@@ -46,6 +46,7 @@ TEST_CASE("a written document parses back to the same values", "[sitemap][write]
   mirror.pri = 2;
   mirror.extra.push_back({"http://example.org/ext", "region", "eu\t\"west\"\n", "ex"});
   doc.entries[0].links.push_back(mirror);
+  doc.entries[1].extra_attributes.push_back({"http://example.org/ext", "source", "site-b", "ex"});
   doc.entries[0].extra_elements.push_back(
       {"http://example.org/ext", "note", "ex", {{"", "kind", "a&b", ""}}, "text <&>\r\n", {}});
   doc.header.extra_attributes.push_back(

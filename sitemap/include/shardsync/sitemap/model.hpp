@@ -129,6 +129,7 @@ struct Entry {
   std::string priority;  // Sitemap <priority>, kept as written (ResourceSync does not use it)
   std::optional<Metadata> md;
   std::vector<Link> links;
+  std::vector<ExtraAttribute> extra_attributes;  // foreign attributes on <url>/<sitemap>
   std::vector<ExtraElement> extra_elements;
   std::uint32_t line = 0;
 

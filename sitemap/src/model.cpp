@@ -98,7 +98,7 @@ bool operator==(const Link& a, const Link& b) {
 bool operator==(const Entry& a, const Entry& b) {
   return a.loc == b.loc && a.lastmod == b.lastmod && a.changefreq == b.changefreq &&
          a.priority == b.priority && a.md == b.md && a.links == b.links &&
-         a.extra_elements == b.extra_elements;
+         a.extra_attributes == b.extra_attributes && a.extra_elements == b.extra_elements;
 }
 
 bool operator==(const DocumentHeader& a, const DocumentHeader& b) {

@@ -86,7 +86,7 @@ Result<void> AtomicFile::patch(std::uint64_t offset, std::string_view bytes) {
   return {};
 }
 
-Result<void> AtomicFile::commit() { return commit_as(path_); }
+Result<void> AtomicFile::commit(bool sync_directory) { return commit_as(path_, sync_directory); }
 
 Result<void> AtomicFile::seal() {
   if (fd_ < 0) return {};
@@ -98,10 +98,11 @@ Result<void> AtomicFile::seal() {
   return {};
 }
 
-Result<void> AtomicFile::commit_as(const std::string& path) {
+Result<void> AtomicFile::commit_as(const std::string& path, bool sync_directory) {
   if (auto r = seal(); !r) return r;
   if (::rename(temp_path_.c_str(), path.c_str()) != 0) return io_error("cannot rename to", path);
   temp_path_.clear();
+  if (!sync_directory) return {};
   return sync_parent_directory(path);
 }
 

@@ -26,9 +26,11 @@ class AtomicFile final : public Sink {
   [[nodiscard]] Result<void> patch(std::uint64_t offset, std::string_view bytes);
   // fsync and close, keeping the temporary name; commit() later only renames.
   [[nodiscard]] Result<void> seal();
-  [[nodiscard]] Result<void> commit();
+  // Renames the file into place. Without `sync_directory`, the caller fsyncs the directory
+  // itself after a group of renames (one fsync covers them all).
+  [[nodiscard]] Result<void> commit(bool sync_directory = true);
   // commit() under another final name.
-  [[nodiscard]] Result<void> commit_as(const std::string& path);
+  [[nodiscard]] Result<void> commit_as(const std::string& path, bool sync_directory = true);
 
   [[nodiscard]] std::uint64_t size() const { return size_; }
   [[nodiscard]] const std::string& path() const { return path_; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 
 #include "shardsync/sitemap/errc.hpp"
 
@@ -40,23 +41,30 @@ Result<Timestamp> datetime_value(std::string_view text, std::string_view what, s
   return value_error(line, what, text, "a W3C datetime");
 }
 
-bool is_xmlns(std::string_view name) {
-  return name == "xmlns" || (name.size() > 6 && name.substr(0, 6) == "xmlns:");
+bool is_xmlns(const char* name) {
+  return name[0] == 'x' && std::strncmp(name, "xmlns", 5) == 0 &&
+         (name[5] == '\0' || (name[5] == ':' && name[6] != '\0'));
 }
 
 }  // namespace
 
 std::uint32_t LineMap::operator()(std::ptrdiff_t offset) const {
   if (offset < 0) return base;
-  const auto below =
-      std::upper_bound(newlines.begin(), newlines.end(), static_cast<std::uint32_t>(offset));
-  return base + static_cast<std::uint32_t>(below - newlines.begin());
+  const auto off = static_cast<std::uint32_t>(offset);
+  if (off < cursor_offset) {
+    cursor = static_cast<std::size_t>(std::upper_bound(newlines.begin(), newlines.end(), off) -
+                                      newlines.begin());
+  } else {
+    while (cursor < newlines.size() && newlines[cursor] < off) ++cursor;
+  }
+  cursor_offset = off;
+  return base + static_cast<std::uint32_t>(cursor);
 }
 
 Result<void> ElementReader::push_declarations(pugi::xml_node node, std::uint32_t line) {
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
+    if (!is_xmlns(a.name())) continue;
     const std::string_view name = a.name();
-    if (!is_xmlns(name)) continue;
     std::string prefix(name.size() > 5 ? name.substr(6) : std::string_view{});
     const std::string_view uri = a.value();
     if (prefix == "xmlns" || (prefix == "xml" && uri != kXmlNamespace)) {
@@ -107,21 +115,24 @@ Result<ElementReader::Name> ElementReader::resolve(std::string_view qname, bool 
 // pugixml accepts an attribute twice; XML (and Namespaces in XML) do not.
 Result<void> ElementReader::check_attributes(pugi::xml_node node, std::uint32_t line) const {
   std::uint32_t count = 0;
+  std::uint32_t prefixed = 0;
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
     if (++count > limits_.max_attributes) {
       return fail(errc::limit_exceeded, at_line(line) + "more than " +
                                             std::to_string(limits_.max_attributes) +
                                             " attributes on <" + node.name() + ">");
     }
+    const char* name = a.name();
+    if (std::strchr(name, ':') && !is_xmlns(name)) ++prefixed;
     for (pugi::xml_attribute b = a.next_attribute(); b; b = b.next_attribute()) {
-      if (std::string_view(a.name()) == b.name()) {
-        return fail(errc::duplicate_attribute, at_line(line) + "attribute '" + a.name() +
+      if (std::strcmp(name, b.name()) == 0) {
+        return fail(errc::duplicate_attribute, at_line(line) + "attribute '" + name +
                                                    "' appears twice on <" + node.name() + ">");
       }
     }
   }
   // Two prefixes for one namespace can still name the same attribute.
-  if (count > 1) {
+  if (prefixed > 1) {
     for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
       if (is_xmlns(a.name()) || std::string_view(a.name()).find(':') == std::string_view::npos) {
         continue;
@@ -217,7 +228,7 @@ Result<RootChild> ElementReader::read_root_child(pugi::xml_node node, const Line
     case Ns::none:
     case Ns::xml:
     case Ns::other: {
-      auto extra = read_extra(node, *name, line);
+      auto extra = read_extra(node, *name, line, 2);
       if (!extra) return fail(extra.error());
       header.extra_elements.push_back(std::move(*extra));
       return RootChild::header;
@@ -321,7 +332,7 @@ Result<void> ElementReader::read_entry(pugi::xml_node node, const LineMap& lines
       step = fail(errc::structure,
                   at_line(child_line) + "unknown ResourceSync element <" + child.name() + ">");
     } else {
-      auto extra = read_extra(child, *name, child_line);
+      auto extra = read_extra(child, *name, child_line, 3);
       if (!extra) return fail(extra.error());
       entry.extra_elements.push_back(std::move(*extra));
     }
@@ -335,7 +346,7 @@ Result<void> ElementReader::read_md(pugi::xml_node node, std::uint32_t line, Met
   md.line = line;
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
     const std::string_view qname = a.name();
-    if (is_xmlns(qname)) continue;
+    if (is_xmlns(a.name())) continue;
     const std::string_view value = a.value();
     if (qname.find(':') == std::string_view::npos) {
       // ResourceSync's own attributes carry no prefix (§7).
@@ -404,7 +415,7 @@ Result<void> ElementReader::read_ln(pugi::xml_node node, std::uint32_t line, Lin
   link.line = line;
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
     const std::string_view qname = a.name();
-    if (is_xmlns(qname)) continue;
+    if (is_xmlns(a.name())) continue;
     const std::string_view value = a.value();
     if (qname.find(':') == std::string_view::npos) {
       if (qname == "rel") {
@@ -484,7 +495,12 @@ Result<ExtraAttribute> ElementReader::extra_attribute(const Name& name, std::str
 }
 
 Result<ExtraElement> ElementReader::read_extra(pugi::xml_node node, const Name& name,
-                                               std::uint32_t line) {
+                                               std::uint32_t line, std::uint32_t depth) {
+  // The framer bounds nesting only on its exact path; this recursion checks it always.
+  if (depth > limits_.max_depth) {
+    return fail(errc::limit_exceeded,
+                at_line(line) + "elements nested deeper than " + std::to_string(limits_.max_depth));
+  }
   ExtraElement extra{
       std::string(name.uri), std::string(name.local), std::string(name.prefix), {}, {}, {}};
   for (pugi::xml_attribute a = node.first_attribute(); a; a = a.next_attribute()) {
@@ -506,7 +522,7 @@ Result<ExtraElement> ElementReader::read_extra(pugi::xml_node node, const Name& 
     if (auto r = check_attributes(child, line); !r) return fail(r.error());
     auto child_name = resolve(child.name(), false, line);
     if (!child_name) return fail(child_name.error());
-    auto converted = read_extra(child, *child_name, line);
+    auto converted = read_extra(child, *child_name, line, depth + 1);
     scope_.resize(scope_size);
     if (!converted) return fail(converted.error());
     extra.children.push_back(std::move(*converted));

@@ -16,9 +16,19 @@
 namespace shardsync::sitemap::detail {
 
 // Maps an offset inside a parsed batch to a line number.
+// Lookups come in document order, so a cursor moves forward instead of searching.
 struct LineMap {
   std::uint32_t base = 1;               // line of the batch's first byte
   std::vector<std::uint32_t> newlines;  // offsets of '\n' in the batch, ascending
+  mutable std::size_t cursor = 0;       // newlines before the last offset looked up
+  mutable std::uint32_t cursor_offset = 0;
+
+  void reset(std::uint32_t first_line) {
+    base = first_line;
+    newlines.clear();
+    cursor = 0;
+    cursor_offset = 0;
+  }
   std::uint32_t operator()(std::ptrdiff_t offset) const;
 };
 
@@ -61,7 +71,9 @@ class ElementReader {
                           Entry& entry);
   Result<void> read_md(pugi::xml_node node, std::uint32_t line, Metadata& md);
   Result<void> read_ln(pugi::xml_node node, std::uint32_t line, Link& link);
-  Result<ExtraElement> read_extra(pugi::xml_node node, const Name& name, std::uint32_t line);
+  // `depth` counts the root as 1.
+  Result<ExtraElement> read_extra(pugi::xml_node node, const Name& name, std::uint32_t line,
+                                  std::uint32_t depth);
   Result<ExtraAttribute> extra_attribute(const Name& name, std::string_view value);
   Result<std::string> element_text(pugi::xml_node node, std::string_view what, std::uint32_t line);
   // Skips foreign children of <rs:md>/<rs:ln>; refuses Sitemap/ResourceSync ones.

@@ -37,6 +37,15 @@ std::size_t hex_digest_length(HashAlgorithm algorithm) {
 
 HashList HashList::from_attribute(std::string_view text) {
   HashList list;
+  // Usually the value is already tokens separated by single spaces: take it as it is.
+  // (pugixml has already turned literal tabs and newlines in attribute values into spaces.)
+  const auto absent = [&](char c) { return text.find(c) == std::string_view::npos; };
+  const bool normal = !text.empty() && text.front() != ' ' && text.back() != ' ' && absent('\n') &&
+                      absent('\t') && absent('\r') && text.find("  ") == std::string_view::npos;
+  if (normal) {
+    list.text_.assign(text);
+    return list;
+  }
   std::size_t pos = 0;
   const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
   while (pos < text.size()) {

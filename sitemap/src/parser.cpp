@@ -43,6 +43,47 @@ class PrefixedSource final : public ByteSource {
   ByteSource& inner_;
 };
 
+// The parser's input buffer: like std::string, minus zero-filling the space a read fills.
+class ByteBuffer {
+ public:
+  char* data() { return data_.get(); }
+  const char* data() const { return data_.get(); }
+  std::size_t size() const { return size_; }
+  char& operator[](std::size_t i) { return data_[i]; }
+  char operator[](std::size_t i) const { return data_[i]; }
+  const char* begin() const { return data_.get(); }
+  std::string_view view() const { return {data_.get(), size_}; }
+  std::string substr(std::size_t at, std::size_t n) const {
+    return std::string(view().substr(at, n));
+  }
+
+  // Room for `n` more bytes at the end; commit() what was written there.
+  char* reserve_tail(std::size_t n) {
+    if (size_ + n > capacity_) {
+      const std::size_t capacity = std::max(size_ + n, capacity_ * 2);
+      auto grown = std::make_unique_for_overwrite<char[]>(capacity);
+      if (size_) std::memcpy(grown.get(), data_.get(), size_);
+      data_ = std::move(grown);
+      capacity_ = capacity;
+    }
+    return data_.get() + size_;
+  }
+  void commit(std::size_t n) { size_ += n; }
+  void append(std::string_view bytes) {
+    std::memcpy(reserve_tail(bytes.size()), bytes.data(), bytes.size());
+    commit(bytes.size());
+  }
+  void erase_front(std::size_t n) {
+    std::memmove(data_.get(), data_.get() + n, size_ - n);
+    size_ -= n;
+  }
+
+ private:
+  std::unique_ptr<char[]> data_;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+};
+
 // Frames a document into its prolog, root start tag, batches of complete top-level children
 // and epilog; pugixml parses each piece, ElementReader turns elements into model values.
 // buf_ holds the unconsumed input; indexes into it stay valid until compact() runs, which
@@ -117,11 +158,9 @@ class StreamParser {
   // Reads one more block; false at the end of the input.
   Result<bool> fill() {
     if (eof_) return false;
-    const std::size_t old = buf_.size();
-    buf_.resize(old + kReadBlock);
-    auto n = source_->read(buf_.data() + old, kReadBlock);
-    buf_.resize(old + (n ? *n : 0));
+    auto n = source_->read(buf_.reserve_tail(kReadBlock), kReadBlock);
     if (!n) return fail(n.error());
+    buf_.commit(*n);
     if (*n == 0) {
       eof_ = true;
       if (auto r = validate_chars(true); !r) return fail(r.error());
@@ -138,7 +177,7 @@ class StreamParser {
 
   Result<void> validate_chars(bool at_end) {
     std::size_t valid = 0;
-    const auto check = detail::check_xml_text(std::string_view(buf_).substr(validated_), valid);
+    const auto check = detail::check_xml_text(buf_.view().substr(validated_), valid);
     if (check == detail::CharCheck::invalid || (check == detail::CharCheck::incomplete && at_end)) {
       const std::size_t at = validated_ + valid;
       const std::string byte =
@@ -168,9 +207,10 @@ class StreamParser {
 
   // Drops consumed bytes in front of `keep`; returns how far indexes moved.
   std::size_t compact(std::size_t keep) {
-    if (keep < (1u << 20) && keep * 2 < buf_.size()) return 0;
+    // Moving the unread tail costs as much as it holds: do it rarely, or when it is empty.
+    if (keep < (2u << 20) && keep != buf_.size()) return 0;
     line_at(keep);  // moves the line cursor to `keep` so no line count is lost
-    buf_.erase(0, keep);
+    buf_.erase_front(keep);
     validated_ -= keep;
     line_base_ = cursor_line_;
     cursor_offset_ = 0;
@@ -202,7 +242,7 @@ class StreamParser {
   }
 
   bool starts_with_at(std::size_t at, std::string_view s) const {
-    return std::string_view(buf_).substr(at, s.size()) == s;
+    return buf_.view().substr(at, s.size()) == s;
   }
 
   // Finds `needle` at or after `from`, reading more as needed. Fails past `cap` (an index)
@@ -211,7 +251,7 @@ class StreamParser {
                            std::size_t item_start, const char* what) {
     std::size_t searched = from;
     for (;;) {
-      const std::string_view hay = std::string_view(buf_).substr(0, validated_);
+      const std::string_view hay = buf_.view().substr(0, validated_);
       const auto at = hay.find(needle, searched);
       if (at != std::string_view::npos && at + needle.size() <= cap) return at;
       if (validated_ >= cap) {
@@ -252,9 +292,10 @@ class StreamParser {
   }
 
   Result<void> check_references(std::size_t begin, std::size_t end) {
-    const auto bad = detail::find_bad_reference(std::string_view(buf_).substr(begin, end - begin));
+    if (!std::memchr(buf_.data() + begin, '&', end - begin)) return {};
+    const auto bad = detail::find_bad_reference(buf_.view().substr(begin, end - begin));
     if (bad == std::string_view::npos) return {};
-    const std::string_view ref = std::string_view(buf_).substr(begin + bad, 12);
+    const std::string_view ref = buf_.view().substr(begin + bad, 12);
     return error_at(errc::malformed_xml, begin + bad,
                     "undefined entity or invalid character reference near '",
                     std::string(ref.substr(0, ref.find_first_of(" \t\r\n<"))), "'");
@@ -277,6 +318,10 @@ class StreamParser {
   // Comments, processing instructions and markup declarations, wherever they appear.
   // Returns the index after the construct, or npos when `at` starts none of them.
   Result<std::size_t> skip_misc(std::size_t at, std::size_t cap, std::size_t item_start) {
+    if (auto r = ensure(at + 2); !r) return fail(r.error());
+    if (at + 1 < validated_ && buf_[at + 1] != '!' && buf_[at + 1] != '?') {
+      return std::string::npos;  // a start or end tag: the common case
+    }
     if (auto r = ensure(at + 9); !r) return fail(r.error());
     if (starts_with_at(at, "<!--")) {
       auto end = find("-->", at + 4, cap, item_start, "a comment");
@@ -307,7 +352,7 @@ class StreamParser {
     if (starts_with_at(at, "<?xml") && at + 5 < validated_ && is_space(buf_[at + 5])) {
       auto end = find("?>", at + 5, at + 4096, at, "the XML declaration");
       if (!end) return fail(end.error());
-      if (auto r = check_declaration(std::string_view(buf_).substr(at, *end - at), at); !r) {
+      if (auto r = check_declaration(buf_.view().substr(at, *end - at), at); !r) {
         return fail(r.error());
       }
       at = *end + 2;
@@ -379,6 +424,10 @@ class StreamParser {
     }
     auto header = reader_.read_root(doc.document_element(), line, header_);
     if (!header) return fail(header.error());
+    // Entries usually carry the root's prefix: "</url" or "</sm:sitemap".
+    const auto colon = root_qname_.find(':');
+    entry_end_tag_ = "</" + (colon == std::string::npos ? "" : root_qname_.substr(0, colon + 1)) +
+                     (header_.is_index() ? "sitemap" : "url");
     return *end + 1;
   }
 
@@ -410,6 +459,21 @@ class StreamParser {
       if (starts_with_at(at, "</")) {
         if (auto r = parse_batch(batch_start, batch_end); !r) return fail(r.error());
         return read_root_end(at);
+      }
+      if (batch_start == batch_end) {
+        batch_start = batch_end = at;
+        auto cut = fast_batch_end(at);
+        if (!cut) return fail(cut.error());
+        if (*cut != std::string::npos) {
+          auto parsed = parse_batch(at, *cut, true);
+          if (!parsed) return fail(parsed.error());
+          if (*parsed) {
+            at = *cut;
+            at -= compact(at);
+            batch_start = batch_end = at;
+            continue;
+          }
+        }
       }
       const std::size_t cap = at + limits_.max_entry_bytes;
       auto after = skip_misc(at, cap, at);
@@ -470,11 +534,13 @@ class StreamParser {
     }
   }
 
-  Result<void> parse_batch(std::size_t begin, std::size_t end) {
-    if (begin == end) return {};
-    // Lines are counted before pugixml parses in place (which moves bytes around).
-    line_map_.base = line_at(begin);
-    line_map_.newlines.clear();
+  // Parses the complete top-level children in [begin, end) and delivers them. With
+  // `tentative` (a fast-path cut), a document pugixml rejects yields false instead of an error,
+  // so that the caller can frame the same bytes exactly; pugixml then parses a copy.
+  Result<bool> parse_batch(std::size_t begin, std::size_t end, bool tentative = false) {
+    if (begin == end) return true;
+    // Lines are counted first: parsing in place moves bytes around.
+    line_map_.reset(line_at(begin));
     const char* const first = buf_.data() + begin;
     const char* const last = buf_.data() + end;
     for (const char* p = first;
@@ -482,20 +548,32 @@ class StreamParser {
          ++p) {
       line_map_.newlines.push_back(static_cast<std::uint32_t>(p - first));
     }
-    cursor_offset_ = end;
-    cursor_line_ = line_map_.base + static_cast<std::uint32_t>(line_map_.newlines.size());
     const detail::LineMap& line_of = line_map_;
 
     pugi::xml_document doc;
-    const auto parsed =
-        doc.load_buffer_inplace(buf_.data() + begin, end - begin,
-                                pugi::parse_default | pugi::parse_fragment, pugi::encoding_utf8);
+    constexpr unsigned kOptions = pugi::parse_default | pugi::parse_fragment;
+    char* text = buf_.data() + begin;
+    if (tentative) {
+      // A reused scratch copy: a fresh 256 KiB allocation per batch would be an mmap each time.
+      scratch_.assign(first, end - begin);
+      text = scratch_.data();
+    }
+    const auto parsed = doc.load_buffer_inplace(text, end - begin, kOptions, pugi::encoding_utf8);
     if (!parsed) {
+      if (tentative) return false;
       return fail(errc::malformed_xml,
                   "line " + std::to_string(line_of(parsed.offset)) + ": " + parsed.description());
     }
+    cursor_offset_ = end;
+    cursor_line_ = line_map_.base + static_cast<std::uint32_t>(line_map_.newlines.size());
     for (pugi::xml_node node = doc.first_child(); node; node = node.next_sibling()) {
-      if (node.type() != pugi::node_element) continue;  // whitespace was framed away
+      if (node.type() != pugi::node_element) {
+        if (node.type() == pugi::node_pcdata || node.type() == pugi::node_cdata) {
+          return fail(errc::structure, "line " + std::to_string(line_of(node.offset_debug())) +
+                                           ": text directly inside <" + root_qname_ + ">");
+        }
+        continue;
+      }
       Entry entry;
       auto kind = reader_.read_root_child(node, line_of, header_, entry);
       if (!kind) return fail(kind.error());
@@ -511,13 +589,42 @@ class StreamParser {
                                          ": root <rs:md>/<rs:ln> after the first entry");
       }
     }
-    return {};
+    return true;
+  }
+
+  // The fast path for the common case, a run of plain entries. In a window of the next
+  // batch_bytes with no comment, CDATA, PI or declaration ("<!", "<?"), a batch can end after
+  // the last entry end tag: pugixml then checks everything exact framing would (a wrong cut
+  // leaves an element open, which pugixml reports, and the caller frames exactly instead).
+  // Returns the end of the batch, or npos when the window does not qualify.
+  Result<std::size_t> fast_batch_end(std::size_t at) {
+    if (entry_end_tag_.empty() || limits_.max_entry_bytes < options_.batch_bytes) {
+      return std::string::npos;
+    }
+    if (auto r = ensure(at + options_.batch_bytes); !r) return fail(r.error());
+    const std::string_view window(buf_.data() + at,
+                                  std::min<std::size_t>(validated_ - at, options_.batch_bytes));
+    for (std::size_t lt = window.find('<'); lt != std::string_view::npos && lt + 1 < window.size();
+         lt = window.find('<', lt + 1)) {
+      if (window[lt + 1] == '!' || window[lt + 1] == '?') return std::string::npos;
+    }
+    for (std::size_t tag = window.rfind(entry_end_tag_); tag != std::string_view::npos && tag > 0;
+         tag = window.rfind(entry_end_tag_, tag - 1)) {
+      std::size_t i = tag + entry_end_tag_.size();
+      while (i < window.size() && is_space(window[i])) ++i;
+      if (i < window.size() && window[i] == '>') {  // not "</urlset>" or "</url-ext>"
+        const std::size_t end = at + i + 1;
+        if (auto r = check_references(at, end); !r) return fail(r.error());
+        return end;
+      }
+    }
+    return std::string::npos;
   }
 
   Result<void> read_root_end(std::size_t at) {
     auto end = tag_end(at, at + 1024, "the root end tag");
     if (!end) return fail(end.error());
-    std::string_view name = std::string_view(buf_).substr(at + 2, *end - at - 2);
+    std::string_view name = buf_.view().substr(at + 2, *end - at - 2);
     while (!name.empty() && is_space(name.back())) name.remove_suffix(1);
     if (name != root_qname_) {
       return error_at(errc::malformed_xml, at, "end tag </", std::string(name),
@@ -556,7 +663,7 @@ class StreamParser {
   std::unique_ptr<ByteSource> gzip_;
   detail::ElementReader reader_{options_.limits};
 
-  std::string buf_;
+  ByteBuffer buf_;
   std::size_t validated_ = 0;  // bytes of buf_ checked for UTF-8 and forbidden characters
   std::size_t bom_ = 0;
   bool eof_ = false;
@@ -567,6 +674,8 @@ class StreamParser {
   detail::LineMap line_map_;
 
   std::string root_qname_;
+  std::string entry_end_tag_;
+  std::string scratch_;  // what pugixml parses on the fast path
   bool root_self_closing_ = false;
   std::size_t epilog_start_ = 0;
   DocumentHeader header_;

@@ -153,8 +153,9 @@ struct SplitWriter::State {
     if (auto r = writer.finish(); !r) return r;
     bytes += file->size();
     // Parts first, then the index that names them: a reader never follows a dangling <loc>.
+    // The index's directory fsync makes all the renames durable.
     for (std::size_t i = 0; i < parts.size(); ++i) {
-      if (auto r = parts[i].file.commit(); !r) return r;
+      if (auto r = parts[i].file.commit(/*sync_directory=*/false); !r) return r;
     }
     return file->commit();
   }

@@ -1,5 +1,6 @@
 #include "shardsync/sitemap/writer.hpp"
 
+#include <array>
 #include <charconv>
 
 #include "atomic_file.hpp"
@@ -117,10 +118,19 @@ void append_md(std::string& out, const Metadata& md) {
 
 }  // namespace
 
+// Bytes that may need a reference, in text or in attribute values.
+constexpr std::array<bool, 256> kMayEscape = [] {
+  std::array<bool, 256> table{};
+  for (const char c : {'&', '<', '>', '"', '\t', '\n', '\r'})
+    table[static_cast<unsigned char>(c)] = true;
+  return table;
+}();
+
 void append_escaped(std::string& out, std::string_view text, bool attribute) {
   std::size_t start = 0;
   for (std::size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
+    if (!kMayEscape[static_cast<unsigned char>(c)]) continue;
     std::string_view replacement;
     switch (c) {
       case '&':

@@ -241,3 +241,16 @@ TEST_CASE("a gzip bomb stops at the size limit in bounded memory and time", "[si
 #endif
   CHECK(growth < bound);
 }
+
+TEST_CASE("deep nesting inside complete entries is caught on the fast path too",
+          "[sitemap][hostile]") {
+  std::string xml = kRoot;
+  for (int i = 0; i < 50; ++i) xml += "<url><loc>http://e/" + std::to_string(i) + "</loc></url>\n";
+  xml += "<url><loc>http://e/deep</loc>";
+  for (int i = 0; i < 40; ++i) xml += "<x:a xmlns:x=\"u\">";
+  for (int i = 0; i < 40; ++i) xml += "</x:a>";
+  xml += "</url>\n</urlset>\n";
+  auto e = parse_error(xml);
+  CHECK(code_of(e) == errc::limit_exceeded);
+  CHECK(e.detail.starts_with("line 52: "));
+}

@@ -317,3 +317,21 @@ TEST_CASE("the XML declaration, BOM, comments and PIs are handled", "[sitemap][p
     CHECK(doc->entries.empty());
   }
 }
+
+TEST_CASE("a batch cut that splits an entry falls back to exact framing", "[sitemap][parse]") {
+  // An extension element holding a Sitemap-namespace <url> makes "</url>" appear inside an
+  // entry: the fast path's cut there leaves an element open, and exact framing takes over.
+  std::string xml = kHead;
+  for (int i = 0; i < 3; ++i) {
+    xml += "<url><loc>http://e/" + std::to_string(i) +
+           "</loc><ex:wrap xmlns:ex=\"http://example.org/ext\"><url>nested</url></ex:wrap>"
+           "\n<rs:md length=\"1\"/></url>\n";
+  }
+  xml += "</urlset>\n";
+  auto doc = parse_document(xml);
+  REQUIRE(doc);
+  REQUIRE(doc->entries.size() == 3);
+  CHECK(doc->entries[2].md->length == 1u);
+  CHECK(doc->entries[2].extra_elements.at(0).children.at(0).text == "nested");
+  CHECK(doc->entries[1].line == 6);
+}

@@ -74,7 +74,8 @@ class ByteBuffer {
     commit(bytes.size());
   }
   void erase_front(std::size_t n) {
-    std::memmove(data_.get(), data_.get() + n, size_ - n);
+    if (n == 0) return;
+    if (n < size_) std::memmove(data_.get(), data_.get() + n, size_ - n);
     size_ -= n;
   }
 

@@ -9,6 +9,7 @@ namespace {
 
 constexpr std::uint64_t kMaxEntries = 50'000;
 constexpr std::uint64_t kMaxBytes = 52'428'800;  // 50 MiB, as sitemaps.org counts 50 MB
+constexpr std::size_t kMaxLocLength = 2'048;     // sitemaps.org: "less than 2,048 characters"
 
 // Relations ResourceSync names (§6.2, §14) plus common IANA registrations; anything else
 // should be a URI (RFC 5988 §4.2).
@@ -320,6 +321,10 @@ struct Validator::State {
     } else if (!is_absolute_url(entry.loc)) {
       error(line, "loc-absolute",
             "<loc> '" + entry.loc.substr(0, 200) + "' is not an absolute URI (§7)");
+    } else if (entry.loc.size() >= kMaxLocLength) {
+      error(line, "loc-too-long",
+            "<loc> is " + std::to_string(entry.loc.size()) +
+                " characters; Sitemaps allow fewer than 2,048 (sitemaps.org protocol, §4)");
     }
     if (entry.md) {
       check_hashes(entry.md->hash, md_line);

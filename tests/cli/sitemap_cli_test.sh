@@ -89,6 +89,24 @@ if [ -d "$data/invalid" ]; then
   done
 fi
 
+# Every error rule the validator has is covered by a fixture (the two size rules, which need
+# 50,000 entries or 50 MB, are covered by the unit tests).
+validator_source="$(dirname "$0")/../../sitemap/src/validator.cpp"
+if [ -f "$validator_source" ]; then
+  rules=$(tr -d '\n' <"$validator_source" | grep -oE 'error\([a-z_]+, *"[a-z0-9-]+"' |
+          sed -E 's/.*"([a-z0-9-]+)"/\1/' | sort -u)
+  [ -n "$rules" ] || { echo "FAIL: no error rules found in validator.cpp"; failures=$((failures + 1)); }
+  for rule in $rules; do
+    case $rule in too-many-entries | document-too-large) continue ;; esac
+    if [ -f "$data/invalid/$rule.xml" ]; then
+      passes=$((passes + 1))
+    else
+      echo "FAIL: error rule $rule has no fixture tests/data/invalid/$rule.xml"
+      failures=$((failures + 1))
+    fi
+  done
+fi
+
 # Spec Example 27 is flagged for its non-hex sha-256 values.
 if [ -f "$shared/resourcesync-examples/resourcesync_ex_27.xml" ]; then
   expect_exit 1 "spec example 27" -- "$bin" sitemap check "$shared/resourcesync-examples/resourcesync_ex_27.xml"

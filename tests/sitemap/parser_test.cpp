@@ -3,6 +3,7 @@
 #include <zlib.h>
 
 #include <catch2/catch.hpp>
+#include <set>
 
 #include "shardsync/sitemap/errc.hpp"
 
@@ -334,4 +335,17 @@ TEST_CASE("a batch cut that splits an entry falls back to exact framing", "[site
   CHECK(doc->entries[2].md->length == 1u);
   CHECK(doc->entries[2].extra_elements.at(0).children.at(0).text == "nested");
   CHECK(doc->entries[1].line == 6);
+}
+
+TEST_CASE("every sitemap error code has its own message", "[sitemap][errc]") {
+  CHECK(std::string(sitemap_category().name()) == "shardsync.sitemap");
+  std::set<std::string> messages;
+  for (int value = static_cast<int>(errc::malformed_xml); value <= static_cast<int>(errc::io_error);
+       ++value) {
+    const std::error_code code = make_error_code(static_cast<errc>(value));
+    CAPTURE(value);
+    CHECK(code.message() != "unknown shardsync.sitemap error");
+    messages.insert(code.message());
+  }
+  CHECK(messages.size() == static_cast<std::size_t>(errc::io_error));
 }

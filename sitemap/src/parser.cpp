@@ -70,6 +70,7 @@ class ByteBuffer {
   }
   void commit(std::size_t n) { size_ += n; }
   void append(std::string_view bytes) {
+    if (bytes.empty()) return;  // memcpy must not see the null of an empty buffer
     std::memcpy(reserve_tail(bytes.size()), bytes.data(), bytes.size());
     commit(bytes.size());
   }

@@ -1,0 +1,2 @@
+target_sources(shardsync_server PRIVATE
+  src/http_server.cpp)

@@ -1,0 +1,64 @@
+#pragma once
+// Brings the change log in line with a collection's directory: a full scan (at start-up and
+// periodically), and a check of single paths (after a file-system event).
+//
+// Only regular files are published. Symlinks are never followed or published; neither are
+// reserved paths (collection.hpp), names that are not valid UTF-8 or contain control
+// characters or backslashes. Each refusal is reported once per scan through `log`.
+// A file is hashed (sha-256 and md5 in one pass) only when the hash cache does not know its
+// (device, inode, size, mtime); it is published only if it did not change while being hashed
+// and, during scans, only once it has been left alone for `settle_ns` (so a file still being
+// written is not published torn; its close is reported by the watcher).
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shardsync/result.hpp"
+#include "shardsync/server/change_log.hpp"
+#include "shardsync/server/collection.hpp"
+
+namespace shardsync::server {
+
+// One line for people ("refused a/capabilitylist.xml: reserved name").
+using LogSink = std::function<void(std::string_view level, std::string_view message)>;
+
+struct ScanOptions {
+  // A file modified less than this long ago is left for a later scan (or its close event).
+  std::int64_t settle_ns = 2'000'000'000;
+  // Hashing reads in blocks of this size.
+  std::size_t read_block = 1 << 20;
+};
+
+struct ScanStats {
+  std::uint64_t files = 0;        // regular files seen
+  std::uint64_t hashed = 0;       // files read and hashed
+  std::uint64_t cache_hits = 0;   // files whose digests came from the hash cache
+  std::uint64_t bytes_hashed = 0;
+  std::uint64_t created = 0, updated = 0, deleted = 0;
+  std::uint64_t refused = 0;      // symlinks, reserved or unsafe names
+  std::uint64_t unsettled = 0;    // left for later: still being written
+};
+
+class Scanner {
+ public:
+  Scanner(Collection collection, ChangeLog& log, ScanOptions options = {}, LogSink sink = {});
+
+  // Walks the whole directory; records created/updated files and deletes of files gone.
+  [[nodiscard]] Result<ScanStats> scan();
+
+  // Re-checks one relative path after an event: records created/updated/deleted as the file
+  // now is. `closed` says the writer closed it (no settle time needed). A directory path
+  // re-checks everything below it.
+  [[nodiscard]] Result<ScanStats> check(const std::string& relative_path, bool closed);
+
+ private:
+  Collection collection_;
+  ChangeLog& log_;
+  ScanOptions options_;
+  LogSink sink_;
+};
+
+}  // namespace shardsync::server

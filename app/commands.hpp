@@ -15,5 +15,6 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitPartial = 3;
 
 void add_sitemap_command(CLI::App& app, int& exit_code);
+void add_serve_command(CLI::App& app, int& exit_code);
 
 }  // namespace shardsync::app

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int exit_code = kExitOk;
   add_sitemap_command(app, exit_code);
+  add_serve_command(app, exit_code);
 
   try {
     app.parse(argc, argv);

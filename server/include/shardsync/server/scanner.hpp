@@ -10,10 +10,13 @@
 // and, during scans, only once it has been left alone for `settle_ns` (so a file still being
 // written is not published torn; its close is reported by the watcher).
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "shardsync/result.hpp"
@@ -33,13 +36,13 @@ struct ScanOptions {
 };
 
 struct ScanStats {
-  std::uint64_t files = 0;        // regular files seen
-  std::uint64_t hashed = 0;       // files read and hashed
-  std::uint64_t cache_hits = 0;   // files whose digests came from the hash cache
+  std::uint64_t files = 0;       // regular files seen
+  std::uint64_t hashed = 0;      // files read and hashed
+  std::uint64_t cache_hits = 0;  // files whose digests came from the hash cache
   std::uint64_t bytes_hashed = 0;
   std::uint64_t created = 0, updated = 0, deleted = 0;
-  std::uint64_t refused = 0;      // symlinks, reserved or unsafe names
-  std::uint64_t unsettled = 0;    // left for later: still being written
+  std::uint64_t refused = 0;    // symlinks, reserved or unsafe names
+  std::uint64_t unsettled = 0;  // left for later: still being written
 };
 
 class Scanner {
@@ -55,10 +58,24 @@ class Scanner {
   [[nodiscard]] Result<ScanStats> check(const std::string& relative_path, bool closed);
 
  private:
+  struct Run;  // the state of one scan() or check() (scanner.cpp)
+
+  // What a file not yet settled looked like when first seen so: a file whose mtime cannot be
+  // trusted (in the future after the wall clock stepped back) settles once it has stayed the
+  // same for settle_ns of steady time.
+  struct Unsettled {
+    FileKey key;
+    std::int64_t ctime_ns = 0;
+    std::chrono::steady_clock::time_point since;
+    std::uint64_t scan = 0;  // the last scan() that saw it; older entries are dropped
+  };
+
   Collection collection_;
   ChangeLog& log_;
   ScanOptions options_;
   LogSink sink_;
+  std::unordered_map<std::string, Unsettled> unsettled_;
+  std::uint64_t scans_ = 0;
 };
 
 }  // namespace shardsync::server

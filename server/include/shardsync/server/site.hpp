@@ -33,19 +33,19 @@ struct SiteOptions {
 };
 
 struct ServedDocument {
-  std::string body;            // UTF-8 XML
-  std::string gzip;            // body gzip-compressed
-  std::string zstd;            // body zstd-compressed
-  std::string etag;            // strong ETag, quoted
+  std::string body;                  // UTF-8 XML
+  std::string gzip;                  // body gzip-compressed
+  std::string zstd;                  // body zstd-compressed
+  std::string etag;                  // strong ETag, quoted
   std::int64_t last_modified_s = 0;  // Unix seconds, for Last-Modified
-  bool immutable = false;      // a closed Change List: its bytes never change again
+  bool immutable = false;            // a closed Change List: its bytes never change again
 };
 
 struct ServedResource {
   std::string collection;
-  std::string absolute_path;   // the collection directory joined with the relative path
-  ResourceState state;         // path (relative), length, hashes, mtime, type
-  std::string etag;            // strong ETag from the sha-256, quoted
+  std::string absolute_path;  // the collection directory joined with the relative path
+  ResourceState state;        // path (relative), length, hashes, mtime, type
+  std::string etag;           // strong ETag from the sha-256, quoted
 };
 
 struct Site {
@@ -56,6 +56,9 @@ struct Site {
   std::unordered_map<std::string, ServedResource> resources;
   std::vector<Collection> collections;
   std::string base_url;
+  // Per collection, the log position the documents were built at: {last change, first
+  // retained change}. A rebuild reuses a collection whose position has not moved.
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> versions;
 };
 
 // Builds the snapshot from the log. Closed Change Lists of `previous` are reused as they

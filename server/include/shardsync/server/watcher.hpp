@@ -17,7 +17,7 @@ struct WatchEvent {
   bool closed = false;        // written and closed, or moved in whole
   bool removed = false;       // deleted or moved away
   bool directory = false;
-  bool rescan = false;        // events were lost: scan everything
+  bool rescan = false;  // events were lost: scan everything
 };
 
 class Watcher {

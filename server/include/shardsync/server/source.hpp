@@ -1,0 +1,57 @@
+#pragma once
+// The source side at run time: the change log, one scanner and one watcher per collection,
+// and the current Site snapshot. A background thread turns file-system events and periodic
+// rescans into logged changes and swaps in a rebuilt Site after each burst of changes.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shardsync/result.hpp"
+#include "shardsync/server/collection.hpp"
+#include "shardsync/server/http_server.hpp"
+#include "shardsync/server/scanner.hpp"
+#include "shardsync/server/site.hpp"
+
+namespace shardsync::server {
+
+struct SourceOptions {
+  std::vector<Collection> collections;
+  std::string state_dir;                          // holds changes.sqlite
+  std::uint64_t list_entries = 50'000;            // per Resource List part / Change List
+  std::chrono::seconds rescan_interval{300};      // full rescans catch what inotify missed
+  std::optional<std::chrono::seconds> retention;  // drop changes older than this (whole lists)
+  std::chrono::milliseconds rebuild_delay{50};    // let a burst of events settle first
+  ScanOptions scan;
+};
+
+class Source {
+ public:
+  // Opens the log, registers the collections and scans each (hashing only what the hash
+  // cache does not know). Fails on an unusable directory or state directory.
+  [[nodiscard]] static Result<std::unique_ptr<Source>> open(SourceOptions options, Metrics& metrics,
+                                                            LogSink log);
+  ~Source();
+
+  // Builds the Site for `base_url` (ending in '/') and starts watching. Call once.
+  [[nodiscard]] Result<void> start(const std::string& base_url);
+  // Stops the watcher thread; the log is consistent at every point anyway.
+  void stop();
+
+  // The current snapshot (nullptr before start()). Any thread; cheap.
+  [[nodiscard]] std::shared_ptr<const Site> site() const;
+
+  // Applies pending events and rescans now and rebuilds the Site if anything changed
+  // (what the background thread does; tests call it to avoid waiting).
+  [[nodiscard]] Result<void> refresh();
+
+ private:
+  struct Impl;
+  explicit Source(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shardsync::server

@@ -1,0 +1,191 @@
+#include "shardsync/server/source.hpp"
+
+#include <poll.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "shardsync/server/change_log.hpp"
+#include "shardsync/server/errc.hpp"
+#include "shardsync/server/watcher.hpp"
+
+namespace shardsync::server {
+
+struct Source::Impl {
+  SourceOptions options;
+  Metrics& metrics;
+  LogSink log;
+  std::unique_ptr<ChangeLog> change_log;
+  std::vector<Scanner> scanners;
+  std::vector<std::unique_ptr<Watcher>> watchers;
+  SiteOptions site_options;
+  std::atomic<std::shared_ptr<const Site>> site;
+
+  std::mutex mutex;  // one refresh at a time (the worker, or a caller of refresh())
+  std::thread worker;
+  std::atomic<bool> stopping{false};
+  std::chrono::steady_clock::time_point next_rescan;
+  bool dirty = false;
+
+  Impl(SourceOptions o, Metrics& m, LogSink l)
+      : options(std::move(o)), metrics(m), log(std::move(l)) {}
+
+  void say(std::string_view level, const std::string& message) const {
+    if (log) log(level, message);
+  }
+
+  void count(const ScanStats& stats) {
+    const std::uint64_t changed = stats.created + stats.updated + stats.deleted;
+    metrics.changes += changed;
+    metrics.hash_cache_hits += stats.cache_hits;
+    metrics.files_hashed += stats.hashed;
+    if (changed) dirty = true;
+    // Files still being written get another look once they have had time to settle.
+    if (stats.unsettled) {
+      const auto soon = std::chrono::steady_clock::now() +
+                        std::chrono::nanoseconds(options.scan.settle_ns) +
+                        std::chrono::milliseconds(200);
+      next_rescan = std::min(next_rescan, soon);
+    }
+  }
+
+  Result<void> scan_all() {
+    for (std::size_t i = 0; i < scanners.size(); ++i) {
+      auto stats = scanners[i].scan();
+      if (!stats) return fail(stats.error());
+      count(*stats);
+      say("info",
+          "scan " + options.collections[i].name + ": " + std::to_string(stats->files) + " files, " +
+              std::to_string(stats->hashed) + " hashed, " + std::to_string(stats->cache_hits) +
+              " from the hash cache, " + std::to_string(stats->created) + " created, " +
+              std::to_string(stats->updated) + " updated, " + std::to_string(stats->deleted) +
+              " deleted, " + std::to_string(stats->unsettled) + " still being written");
+    }
+    next_rescan = std::min(next_rescan, std::chrono::steady_clock::now() + options.rescan_interval);
+    return {};
+  }
+
+  // Applies whatever the watchers have queued (without waiting).
+  Result<void> drain_events() {
+    for (std::size_t i = 0; i < watchers.size(); ++i) {
+      auto events = watchers[i]->poll(std::chrono::milliseconds(0));
+      if (!events) return fail(events.error());
+      for (const WatchEvent& event : *events) {
+        if (event.rescan) {
+          say("warn", "watch " + options.collections[i].name + ": events lost, rescanning");
+          auto stats = scanners[i].scan();
+          if (!stats) return fail(stats.error());
+          count(*stats);
+          continue;
+        }
+        auto stats = scanners[i].check(event.relative_path, event.closed);
+        if (!stats) {
+          say("warn", "check " + options.collections[i].name + "/" + event.relative_path + ": " +
+                          stats.error().describe());
+          continue;
+        }
+        count(*stats);
+      }
+    }
+    return {};
+  }
+
+  Result<void> rebuild() {
+    if (options.retention) {
+      const auto keep_from =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(
+              std::chrono::system_clock::now().time_since_epoch() - *options.retention)
+              .count();
+      for (const Collection& c : options.collections) {
+        if (auto r = change_log->prune(c.name, keep_from, options.list_entries); !r) return r;
+      }
+    }
+    const std::shared_ptr<const Site> previous = site.load();
+    auto next = build_site(*change_log, site_options, previous.get());
+    if (!next) return fail(next.error());
+    site.store(std::move(*next));
+    dirty = false;
+    return {};
+  }
+
+  Result<void> refresh() {
+    std::lock_guard lock(mutex);
+    if (auto r = drain_events(); !r) return r;
+    if (std::chrono::steady_clock::now() >= next_rescan) {
+      next_rescan = std::chrono::steady_clock::time_point::max();
+      if (auto r = scan_all(); !r) return r;
+      if (options.retention) dirty = true;  // time to prune what fell out of retention
+    }
+    if (dirty) return rebuild();
+    return {};
+  }
+
+  void run() {
+    std::vector<pollfd> fds;
+    for (const auto& w : watchers) fds.push_back(pollfd{w->fd(), POLLIN, 0});
+    while (!stopping) {
+      const auto wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       next_rescan - std::chrono::steady_clock::now()),
+                                   std::chrono::milliseconds(0), std::chrono::milliseconds(250));
+      const int ready = ::poll(fds.data(), fds.size(), static_cast<int>(wait.count()));
+      if (stopping) break;
+      if (ready > 0) {
+        // Let a burst of events (a checkpoint of many shards) arrive before rebuilding.
+        std::this_thread::sleep_for(options.rebuild_delay);
+      }
+      if (ready > 0 || std::chrono::steady_clock::now() >= next_rescan) {
+        if (auto r = refresh(); !r) {
+          ++metrics.errors;
+          say("error", "refresh: " + r.error().describe());
+        }
+      }
+    }
+  }
+};
+
+Source::Source(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Source::~Source() { stop(); }
+
+Result<std::unique_ptr<Source>> Source::open(SourceOptions options, Metrics& metrics, LogSink log) {
+  if (options.collections.empty()) return fail(errc::invalid_config, "no collection to serve");
+  auto impl = std::make_unique<Impl>(std::move(options), metrics, std::move(log));
+  auto change_log = ChangeLog::open(impl->options.state_dir);
+  if (!change_log) return fail(change_log.error());
+  impl->change_log = std::move(*change_log);
+  for (const Collection& c : impl->options.collections) {
+    if (auto r = impl->change_log->ensure_collection(c.name); !r) return fail(r.error());
+    // Watch before scanning, so nothing written during the scan goes unnoticed.
+    auto watcher = Watcher::start(c.directory);
+    if (!watcher) return fail(watcher.error());
+    impl->watchers.push_back(std::move(*watcher));
+    impl->scanners.emplace_back(c, *impl->change_log, impl->options.scan, impl->log);
+  }
+  impl->next_rescan = std::chrono::steady_clock::time_point::max();
+  if (auto r = impl->scan_all(); !r) return fail(r.error());
+  return std::unique_ptr<Source>(new Source(std::move(impl)));
+}
+
+Result<void> Source::start(const std::string& base_url) {
+  Impl& s = *impl_;
+  s.site_options = SiteOptions{base_url, s.options.collections, s.options.list_entries};
+  {
+    std::lock_guard lock(s.mutex);
+    if (auto r = s.rebuild(); !r) return r;
+  }
+  s.worker = std::thread([&s] { s.run(); });
+  return {};
+}
+
+void Source::stop() {
+  if (!impl_) return;
+  impl_->stopping = true;
+  if (impl_->worker.joinable()) impl_->worker.join();
+}
+
+std::shared_ptr<const Site> Source::site() const { return impl_->site.load(); }
+
+Result<void> Source::refresh() { return impl_->refresh(); }
+
+}  // namespace shardsync::server

@@ -16,5 +16,6 @@ inline constexpr int kExitPartial = 3;
 
 void add_sitemap_command(CLI::App& app, int& exit_code);
 void add_serve_command(CLI::App& app, int& exit_code);
+void add_publish_command(CLI::App& app, int& exit_code);
 
 }  // namespace shardsync::app

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   int exit_code = kExitOk;
   add_sitemap_command(app, exit_code);
   add_serve_command(app, exit_code);
+  add_publish_command(app, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -188,6 +188,7 @@ int run_serve(ServeFlags f) {
     log("info", "serving " + std::to_string(source.collections.size()) + " collection(s) at " +
                     base + " (Source Description: " + base + ".well-known/resourcesync)");
   };
+  if (!http.write_token.empty()) http.publish = src.publish_hooks();
   HttpServer server(
       http, [&src] { return src.site(); }, metrics, log);
   auto ran = server.run();

@@ -719,7 +719,14 @@ bool secrets_equal(std::string_view a, std::string_view b) {
 
 ResponsePlan text_response(unsigned status, std::string text, std::int64_t now_s) {
   ResponsePlan plan = error(status, text);
-  if (status < 400) plan.headers.pop_back();  // no "no-store" needed on success
+  if (status < 400) plan.headers.pop_back();             // no "no-store" needed on success
+  if (status == 204 || status == 304 || status < 200) {  // these never have a body
+    plan.headers.clear();
+    plan.text.clear();
+    plan.source = BodySource::none;
+    plan.send_body = false;
+    plan.content_length = 0;
+  }
   add(plan, "Date", http_date(now_s));
   return plan;
 }

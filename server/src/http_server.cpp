@@ -251,7 +251,8 @@ class Connection {
   net::awaitable<bool> send(detail::ResponsePlan& plan, bool keep_alive, unsigned version) {
     const std::string head = detail::serialize_head(plan, keep_alive, version);
     server_->count_response(plan.status, head.size());
-    if (!plan.send_body || plan.source == detail::BodySource::none) {
+    const bool bodiless = plan.status == 204 || plan.status == 304 || plan.status < 200;
+    if (bodiless || !plan.send_body || plan.source == detail::BodySource::none) {
       co_return co_await write(net::buffer(head));
     }
     std::string_view bytes;

@@ -489,6 +489,7 @@ struct Scanner::Run {
 
   Result<void> entry(int dir, const std::string& name, const std::string& rel, int depth,
                      bool closed) {
+    if (is_upload_temp(name)) return {};  // an upload in progress: published on commit
     if (const char* problem = name_problem(name)) {
       refuse(rel, problem);
       return {};
@@ -578,6 +579,7 @@ struct Scanner::Run {
   }
 
   Result<void> check(const std::string& rel, bool closed) {
+    if (is_upload_temp(rel)) return {};  // an upload in progress: published on commit
     if (auto r = open_root(); !r) return r;
     if (rel.empty()) {
       auto all = self.log_.resources_under(self.collection_.name, "");
@@ -680,6 +682,8 @@ Result<ScanStats> Scanner::scan() {
   std::erase_if(unsettled_, [this](const auto& entry) { return entry.second.scan != scans_; });
   return run.stats;
 }
+
+std::string media_type_of(std::string_view path) { return media_type(path); }
 
 Result<ScanStats> Scanner::check(const std::string& relative_path, bool closed) {
   Run run(*this);

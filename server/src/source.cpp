@@ -1,6 +1,8 @@
 #include "shardsync/server/source.hpp"
 
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <mutex>
@@ -9,6 +11,7 @@
 #include "shardsync/server/change_log.hpp"
 #include "shardsync/server/errc.hpp"
 #include "shardsync/server/watcher.hpp"
+#include "publisher.hpp"
 
 namespace shardsync::server {
 
@@ -27,9 +30,38 @@ struct Source::Impl {
   std::atomic<bool> stopping{false};
   std::chrono::steady_clock::time_point next_rescan;
   bool dirty = false;
+  int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);  // a publish asks for a rebuild
 
   Impl(SourceOptions o, Metrics& m, LogSink l)
       : options(std::move(o)), metrics(m), log(std::move(l)) {}
+  ~Impl() {
+    if (wake_fd >= 0) ::close(wake_fd);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  void wake() const {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const auto n = ::write(wake_fd, &one, sizeof one);
+  }
+
+  // A file already in place (PUT, DELETE) enters the log; called from the HTTP thread.
+  Result<std::optional<Change>> record(const std::string& collection, sitemap::ChangeType change,
+                                       const ResourceState& state, const FileKey& key) {
+    std::lock_guard lock(mutex);
+    auto recorded = change_log->record(collection, change, state);
+    if (!recorded) return recorded;
+    if (change != sitemap::ChangeType::deleted) {
+      // The watcher will see the rename too: the cache spares it a second hashing.
+      if (auto r = change_log->cache_hashes(key, state.sha256, state.md5); !r) return fail(r.error());
+    }
+    if (*recorded) {
+      ++metrics.changes;
+      dirty = true;
+      wake();
+    }
+    return recorded;
+  }
 
   void say(std::string_view level, const std::string& message) const {
     if (log) log(level, message);
@@ -124,6 +156,7 @@ struct Source::Impl {
   void run() {
     std::vector<pollfd> fds;
     for (const auto& w : watchers) fds.push_back(pollfd{w->fd(), POLLIN, 0});
+    fds.push_back(pollfd{wake_fd, POLLIN, 0});
     while (!stopping) {
       const auto wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
                                        next_rescan - std::chrono::steady_clock::now()),
@@ -131,6 +164,8 @@ struct Source::Impl {
       const int ready = ::poll(fds.data(), fds.size(), static_cast<int>(wait.count()));
       if (stopping) break;
       if (ready > 0) {
+        std::uint64_t wakes = 0;
+        [[maybe_unused]] const auto n = ::read(wake_fd, &wakes, sizeof wakes);
         // Let a burst of events (a checkpoint of many shards) arrive before rebuilding.
         std::this_thread::sleep_for(options.rebuild_delay);
       }
@@ -187,5 +222,13 @@ void Source::stop() {
 std::shared_ptr<const Site> Source::site() const { return impl_->site.load(); }
 
 Result<void> Source::refresh() { return impl_->refresh(); }
+
+PublishHooks Source::publish_hooks() {
+  Impl* impl = impl_.get();
+  return detail::make_publish_hooks(
+      impl->options.collections,
+      [impl](const std::string& collection, sitemap::ChangeType change, const ResourceState& state,
+             const FileKey& key) { return impl->record(collection, change, state, key); });
+}
 
 }  // namespace shardsync::server

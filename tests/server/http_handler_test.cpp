@@ -599,6 +599,10 @@ TEST_CASE("response heads carry Content-Length and Connection as needed", "[http
   CHECK(head.ends_with("\r\n\r\n"));
   CHECK(serialize_head(plan, false, 11).find("Connection: close\r\n") != std::string::npos);
   CHECK(serialize_head(plan, true, 10).find("Connection: keep-alive\r\n") != std::string::npos);
+  const ResponsePlan empty = text_response(204, "ignored", 0);
+  CHECK(empty.source == BodySource::none);
+  CHECK_FALSE(empty.send_body);
+  CHECK(serialize_head(empty, true, 11).find("Content-Length") == std::string::npos);
   plan.headers.emplace_back("Content-Type", "evil\r\nSet-Cookie: x");
   CHECK(serialize_head(plan, true, 11).find("\r\nSet-Cookie") == std::string::npos);
 }

@@ -629,6 +629,21 @@ TEST_CASE("slowloris: a header that never ends is cut at header_timeout",
   CHECK(took < 2500ms);
 }
 
+TEST_CASE("a body that stops arriving is cut at body_timeout", "[http][server][hardening]") {
+  Fixture f;
+  HttpOptions options = fast_options();
+  options.body_timeout = 1s;
+  Running server(options, f.site.snapshot());
+  const int fd = connect_to(server.port());
+  send_all(fd, "GET /ckpt/a.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab");
+  const auto start = Clock::now();
+  const RawReply r = read_until_closed(fd, 5000ms);
+  ::close(fd);
+  CHECK(r.closed);
+  CHECK(r.data.empty());
+  CHECK(Clock::now() - start < 3000ms);
+}
+
 TEST_CASE("a client that stops reading is cut at send_timeout", "[http][server][hardening]") {
   Fixture f;
   HttpOptions options = fast_options();
@@ -773,10 +788,19 @@ TEST_CASE("PUT and DELETE go through the publish hooks", "[http][server]") {
   r = fetch(server.url("/ckpt/new/x.bin"),
             {.method = "DELETE", .headers = {"Authorization: Bearer w"}});
   CHECK(r.status == 204);
+  CHECK(r.body.empty());
   CHECK(store.empty());
   r = fetch(server.url("/ckpt/new/x.bin"),
             {.method = "DELETE", .headers = {"Authorization: Bearer w"}});
   CHECK(r.status == 404);
+  // A 204 has no body: the next response on the connection starts right after its head.
+  store["ckpt/gone.bin"] = "x";
+  const RawReply raw = exchange(server.port(),
+                                "DELETE /ckpt/gone.bin HTTP/1.1\r\nHost: x\r\nAuthorization: "
+                                "Bearer w\r\n\r\nGET /ckpt/a.bin HTTP/1.1\r\nHost: "
+                                "x\r\nConnection: close\r\n\r\n");
+  CHECK(raw.data.starts_with("HTTP/1.1 204 No Content\r\n"));
+  CHECK(raw.data.find("\r\n\r\nHTTP/1.1 200 OK\r\n") != std::string::npos);
 }
 
 TEST_CASE("TLS: HTTPS with a self-signed certificate", "[http][server][tls]") {

@@ -25,6 +25,17 @@ inline constexpr std::string_view kDocumentsDirectory = ".resourcesync";
           relative_path[kDocumentsDirectory.size()] == '/');
 }
 
+// Uploads in progress (PUT) are written beside their target under this name prefix and
+// renamed into place when complete: scanners and watchers pass over such names in silence.
+inline constexpr std::string_view kUploadPrefix = ".shardsync-upload-";
+
+[[nodiscard]] inline bool is_upload_temp(std::string_view relative_path) {
+  const auto slash = relative_path.rfind('/');
+  const std::string_view name =
+      slash == std::string_view::npos ? relative_path : relative_path.substr(slash + 1);
+  return name.starts_with(kUploadPrefix);
+}
+
 // A collection name usable as one URL path segment: [A-Za-z0-9._-]+, not "." or "..", not
 // ".well-known".
 [[nodiscard]] bool is_valid_collection_name(std::string_view name);

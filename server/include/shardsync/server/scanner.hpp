@@ -45,6 +45,10 @@ struct ScanStats {
   std::uint64_t unsettled = 0;  // left for later: still being written
 };
 
+// The media type published for a file, by its extension (application/octet-stream when
+// unknown: checkpoint and shard formats have no registered type).
+[[nodiscard]] std::string media_type_of(std::string_view path);
+
 class Scanner {
  public:
   Scanner(Collection collection, ChangeLog& log, ScanOptions options = {}, LogSink sink = {});

@@ -44,6 +44,10 @@ class Source {
   // The current snapshot (nullptr before start()). Any thread; cheap.
   [[nodiscard]] std::shared_ptr<const Site> site() const;
 
+  // PUT/DELETE hooks for the HTTP server: files land in the collections and are logged
+  // at once; the Site is rebuilt shortly after (as for any change).
+  [[nodiscard]] PublishHooks publish_hooks();
+
   // Applies pending events and rescans now and rebuilds the Site if anything changed
   // (what the background thread does; tests call it to avoid waiting).
   [[nodiscard]] Result<void> refresh();

@@ -1,0 +1,227 @@
+#include "publisher.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <random>
+
+#include "shardsync/server/errc.hpp"
+#include "shardsync/server/scanner.hpp"
+#include "shardsync/sitemap/digest.hpp"
+
+namespace shardsync::server::detail {
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { reset(); }
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+tl::unexpected<Error> io_error(const std::string& what) {
+  return fail(errc::io_error, what + ": " + std::strerror(errno));
+}
+
+std::int64_t ns_of(const timespec& t) {
+  return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec;
+}
+
+const Collection* find(const std::vector<Collection>& collections, const std::string& name) {
+  for (const Collection& c : collections) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+// Opens the directory holding `path` beneath the collection, one component at a time with
+// O_NOFOLLOW (a symlink anywhere on the way is refused), creating missing directories when
+// `create`. Returns an empty Fd when a directory is missing and !create.
+Result<Fd> open_parent(const Collection& c, const std::string& path, bool create) {
+  Fd dir(::open(c.directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir) return io_error("cannot open collection " + c.name);
+  std::size_t start = 0;
+  for (std::size_t slash = path.find('/'); slash != std::string::npos;
+       start = slash + 1, slash = path.find('/', start)) {
+    const std::string part = path.substr(start, slash - start);
+    int fd = ::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT && create) {
+      if (::mkdirat(dir.get(), part.c_str(), 0755) != 0 && errno != EEXIST) {
+        return io_error("cannot create directory " + path.substr(0, slash));
+      }
+      fd = ::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
+    if (fd < 0) {
+      if (errno == ENOENT) return Fd();
+      if (errno == ELOOP || errno == ENOTDIR) {
+        return fail(errc::unsafe_path, path.substr(0, slash) + " is not a directory");
+      }
+      return io_error("cannot open directory " + path.substr(0, slash));
+    }
+    dir = Fd(fd);
+  }
+  return dir;
+}
+
+std::string basename_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+class FileUpload final : public Upload {
+ public:
+  FileUpload(const PublishRequest& request, Fd dir, std::string temp, Fd file,
+             const RecordChange& record)
+      : request_(request),
+        dir_(std::move(dir)),
+        temp_(std::move(temp)),
+        file_(std::move(file)),
+        record_(record),
+        hasher_({sitemap::HashAlgorithm::sha256, sitemap::HashAlgorithm::md5}) {}
+
+  ~FileUpload() override {
+    if (!committed_) ::unlinkat(dir_.get(), temp_.c_str(), 0);
+  }
+
+  Result<void> write(std::string_view bytes) override {
+    hasher_.update(bytes);
+    received_ += bytes.size();
+    while (!bytes.empty()) {
+      const ssize_t n = ::write(file_.get(), bytes.data(), bytes.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return io_error("cannot write the upload of " + request_.path);
+      }
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return {};
+  }
+
+  Result<PublishReply> commit() override {
+    if (request_.length && *request_.length != received_) {
+      return fail(errc::invalid_config, "body has " + std::to_string(received_) +
+                                            " bytes, Content-Length said " +
+                                            std::to_string(*request_.length));
+    }
+    if (::fsync(file_.get()) != 0) return io_error("cannot fsync the upload of " + request_.path);
+    struct stat st {};
+    if (::fstat(file_.get(), &st) != 0) return io_error("cannot stat the upload");
+    file_.reset();
+
+    const std::string name = basename_of(request_.path);
+    struct stat old {};
+    const bool existed = ::fstatat(dir_.get(), name.c_str(), &old, AT_SYMLINK_NOFOLLOW) == 0;
+    if (existed && S_ISDIR(old.st_mode)) {
+      return fail(errc::unsafe_path, request_.path + " is a directory");
+    }
+    if (::renameat(dir_.get(), temp_.c_str(), dir_.get(), name.c_str()) != 0) {
+      return io_error("cannot rename the upload to " + request_.path);
+    }
+    committed_ = true;
+    if (::fsync(dir_.get()) != 0) return io_error("cannot fsync the directory of " + request_.path);
+
+    const sitemap::HashList hashes = hasher_.finish();
+    ResourceState state{request_.path,
+                        received_,
+                        std::string(hashes.get(sitemap::HashAlgorithm::sha256)),
+                        std::string(hashes.get(sitemap::HashAlgorithm::md5)),
+                        ns_of(st.st_mtim),
+                        media_type_of(request_.path)};
+    const FileKey key{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                      received_, ns_of(st.st_mtim)};
+    auto change = record_(request_.collection, sitemap::ChangeType::updated, state, key);
+    if (!change) return fail(change.error());
+    const bool created = *change && (*change)->change == sitemap::ChangeType::created;
+    return PublishReply{created ? 201u : 204u, created ? "created\n" : ""};
+  }
+
+ private:
+  PublishRequest request_;
+  Fd dir_;
+  std::string temp_;
+  Fd file_;
+  RecordChange record_;
+  sitemap::Hasher hasher_;
+  std::uint64_t received_ = 0;
+  bool committed_ = false;
+};
+
+struct Publisher {
+  std::vector<Collection> collections;
+  RecordChange record;
+
+  Result<std::unique_ptr<Upload>> put(const PublishRequest& request) {
+    const Collection* c = find(collections, request.collection);
+    if (!c) return fail(errc::invalid_config, "no collection " + request.collection);
+    if (is_reserved_path(request.path) || is_upload_temp(request.path)) {
+      return fail(errc::unsafe_path, request.path + " is a reserved name");
+    }
+    auto dir = open_parent(*c, request.path, true);
+    if (!dir) return fail(dir.error());
+    std::random_device random;
+    const std::string temp = std::string(kUploadPrefix) + std::to_string(random()) + "-" +
+                             basename_of(request.path).substr(0, 200);
+    Fd file(::openat(dir->get(), temp.c_str(),
+                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!file) return io_error("cannot create the upload of " + request.path);
+    return std::unique_ptr<Upload>(
+        std::make_unique<FileUpload>(request, std::move(*dir), temp, std::move(file), record));
+  }
+
+  Result<PublishReply> remove(const PublishRequest& request) {
+    const Collection* c = find(collections, request.collection);
+    if (!c) return fail(errc::invalid_config, "no collection " + request.collection);
+    if (is_reserved_path(request.path)) {
+      return fail(errc::unsafe_path, request.path + " is a reserved name");
+    }
+    auto dir = open_parent(*c, request.path, false);
+    if (!dir) return fail(dir.error());
+    const std::string name = basename_of(request.path);
+    struct stat st {};
+    if (!*dir || ::fstatat(dir->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return PublishReply{404, "not found\n"};
+    }
+    if (!S_ISREG(st.st_mode)) {
+      return fail(errc::unsafe_path, request.path + " is not a regular file");
+    }
+    if (::unlinkat(dir->get(), name.c_str(), 0) != 0) return io_error("cannot delete " + request.path);
+    if (::fsync(dir->get()) != 0) return io_error("cannot fsync the directory of " + request.path);
+    ResourceState state;
+    state.path = request.path;
+    auto change = record(request.collection, sitemap::ChangeType::deleted, state, FileKey{});
+    if (!change) return fail(change.error());
+    return PublishReply{204, ""};
+  }
+};
+
+}  // namespace
+
+PublishHooks make_publish_hooks(std::vector<Collection> collections, RecordChange record) {
+  auto publisher = std::make_shared<Publisher>(Publisher{std::move(collections), std::move(record)});
+  PublishHooks hooks;
+  hooks.put = [publisher](const PublishRequest& r) { return publisher->put(r); };
+  hooks.remove = [publisher](const PublishRequest& r) { return publisher->remove(r); };
+  return hooks;
+}
+
+}  // namespace shardsync::server::detail

@@ -1,0 +1,28 @@
+#pragma once
+// PUT and DELETE of resources over HTTP: an upload streams into a temporary file beside its
+// target (named with kUploadPrefix, which scanners pass over), hashed as it arrives; commit()
+// fsyncs it, renames it into place, fsyncs the directory and only then logs the change, so
+// a reader never sees a half-written file under its name and the log never lists one.
+// Paths are resolved beneath the collection directory without following symlinks.
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "shardsync/result.hpp"
+#include "shardsync/server/change_log.hpp"
+#include "shardsync/server/collection.hpp"
+#include "shardsync/server/http_server.hpp"
+
+namespace shardsync::server::detail {
+
+// Logs a change whose file is already in place; returns what was recorded (nullopt: the
+// log already had exactly this state).
+using RecordChange = std::function<Result<std::optional<Change>>(
+    const std::string& collection, sitemap::ChangeType change, const ResourceState& state,
+    const FileKey& key)>;
+
+[[nodiscard]] PublishHooks make_publish_hooks(std::vector<Collection> collections,
+                                              RecordChange record);
+
+}  // namespace shardsync::server::detail

@@ -84,7 +84,8 @@ int run_publish(const PublishFlags& f) {
     std::ifstream in(f.token_file);
     std::string token;
     if (!in || !std::getline(in, token) || token.empty()) {
-      std::fprintf(stderr, "shardsync publish: cannot read a token from %s\n", f.token_file.c_str());
+      std::fprintf(stderr, "shardsync publish: cannot read a token from %s\n",
+                   f.token_file.c_str());
       return kExitUsage;
     }
     while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
@@ -95,7 +96,8 @@ int run_publish(const PublishFlags& f) {
   if (f.remove) {
     // Each argument is a path below URL.
     const std::string base = into_directory ? f.url : f.url + "/";
-    for (const std::string& path : f.files) targets.push_back({base + sitemap::encode_path(path), {}});
+    for (const std::string& path : f.files)
+      targets.push_back({base + sitemap::encode_path(path), {}});
   } else {
     for (const std::string& name : f.files) {
       const fs::path path(name);
@@ -121,7 +123,8 @@ int run_publish(const PublishFlags& f) {
         }
       } else if (fs::is_regular_file(path, ec)) {
         targets.push_back(
-            {into_directory ? f.url + sitemap::encode_path(path.filename().string()) : f.url, path});
+            {into_directory ? f.url + sitemap::encode_path(path.filename().string()) : f.url,
+             path});
       } else {
         std::fprintf(stderr, "shardsync publish: %s is not a file or directory\n", name.c_str());
         return kExitUsage;
@@ -161,11 +164,13 @@ void add_publish_command(CLI::App& app, int& exit_code) {
   auto f = std::make_shared<PublishFlags>();
   CLI::App* publish = app.add_subcommand(
       "publish", "Upload files to a `shardsync serve` collection (or delete them)");
-  publish->add_option("url", f->url,
-                      "collection URL: a directory URL ending in '/', or one file's URL")
+  publish
+      ->add_option("url", f->url,
+                   "collection URL: a directory URL ending in '/', or one file's URL")
       ->required();
-  publish->add_option("files", f->files,
-                      "files or directories to upload (with --delete: paths below URL)")
+  publish
+      ->add_option("files", f->files,
+                   "files or directories to upload (with --delete: paths below URL)")
       ->required();
   publish->add_option("--token-file", f->token_file, "file holding the server's write token");
   publish->add_flag("--delete", f->remove, "delete the given paths instead of uploading");

@@ -181,8 +181,8 @@ struct Publisher {
     std::random_device random;
     const std::string temp = std::string(kUploadPrefix) + std::to_string(random()) + "-" +
                              basename_of(request.path).substr(0, 200);
-    Fd file(::openat(dir->get(), temp.c_str(),
-                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    Fd file(::openat(dir->get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                     0644));
     if (!file) return io_error("cannot create the upload of " + request.path);
     return std::unique_ptr<Upload>(
         std::make_unique<FileUpload>(request, std::move(*dir), temp, std::move(file), record));
@@ -204,7 +204,8 @@ struct Publisher {
     if (!S_ISREG(st.st_mode)) {
       return fail(errc::unsafe_path, request.path + " is not a regular file");
     }
-    if (::unlinkat(dir->get(), name.c_str(), 0) != 0) return io_error("cannot delete " + request.path);
+    if (::unlinkat(dir->get(), name.c_str(), 0) != 0)
+      return io_error("cannot delete " + request.path);
     if (::fsync(dir->get()) != 0) return io_error("cannot fsync the directory of " + request.path);
     ResourceState state;
     state.path = request.path;
@@ -217,7 +218,8 @@ struct Publisher {
 }  // namespace
 
 PublishHooks make_publish_hooks(std::vector<Collection> collections, RecordChange record) {
-  auto publisher = std::make_shared<Publisher>(Publisher{std::move(collections), std::move(record)});
+  auto publisher =
+      std::make_shared<Publisher>(Publisher{std::move(collections), std::move(record)});
   PublishHooks hooks;
   hooks.put = [publisher](const PublishRequest& r) { return publisher->put(r); };
   hooks.remove = [publisher](const PublishRequest& r) { return publisher->remove(r); };

@@ -8,10 +8,10 @@
 #include <mutex>
 #include <thread>
 
+#include "publisher.hpp"
 #include "shardsync/server/change_log.hpp"
 #include "shardsync/server/errc.hpp"
 #include "shardsync/server/watcher.hpp"
-#include "publisher.hpp"
 
 namespace shardsync::server {
 
@@ -53,7 +53,8 @@ struct Source::Impl {
     if (!recorded) return recorded;
     if (change != sitemap::ChangeType::deleted) {
       // The watcher will see the rename too: the cache spares it a second hashing.
-      if (auto r = change_log->cache_hashes(key, state.sha256, state.md5); !r) return fail(r.error());
+      if (auto r = change_log->cache_hashes(key, state.sha256, state.md5); !r)
+        return fail(r.error());
     }
     if (*recorded) {
       ++metrics.changes;

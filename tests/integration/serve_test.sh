@@ -156,5 +156,28 @@ else
   echo "skipped: libfaketime is not installed"
 fi
 
+# The same settings from a JSON config file, with a read token on the collection.
+echo "a-read-token-of-some-length" >"$work/read-token"
+cat >"$work/config.json" <<JSON
+{"collections": {"ckpt": "$data"}, "listen": "127.0.0.1:0", "port_file": "$work/port",
+ "state_dir": "$state", "read_token_files": {"ckpt": "$work/read-token"}}
+JSON
+rm -f "$work/port"
+"$bin" serve --config "$work/config.json" >>"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.1; done
+base="http://127.0.0.1:$(cat "$work/port" 2>/dev/null)"
+code=$(get -o /dev/null -w '%{http_code}' "$base/ckpt/.resourcesync/resourcelist.xml")
+[ "$code" = 401 ] && pass || failed "--config: a read token is required (got $code)"
+code=$(get -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$work/read-token")" \
+  "$base/ckpt/.resourcesync/resourcelist.xml")
+[ "$code" = 200 ] && pass || failed "--config: the read token is accepted (got $code)"
+code=$(get -o /dev/null -w '%{http_code}' "$base/metrics")
+[ "$code" = 200 ] && pass || failed "/metrics answers (got $code)"
+get "$base/metrics" | grep -q '^shardsync_' && pass || failed "/metrics is Prometheus text"
+check "SIGTERM stops the configured server" stop_server
+code=$("$bin" serve --collection "bad name=$data" >/dev/null 2>&1; echo $?)
+[ "$code" = 2 ] && pass || failed "a bad collection name is a usage error (exit $code)"
+
 echo "serve: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -333,6 +333,25 @@ struct Scanner::Run {
     return {};
   }
 
+  enum class WriteState { none, writing, unknown };
+
+  // A read lease is granted only while no one has the file open for writing (fcntl(2),
+  // F_SETLEASE); it is dropped at once. Leases need the file's owner (or CAP_LEASE) and a
+  // local file system: anything else is `unknown`.
+  static WriteState open_for_writing(int dir, const char* name) {
+    const int fd = ::openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) return WriteState::unknown;
+    WriteState state = WriteState::unknown;
+    if (::fcntl(fd, F_SETLEASE, F_RDLCK) == 0) {
+      ::fcntl(fd, F_SETLEASE, F_UNLCK);
+      state = WriteState::none;
+    } else if (errno == EAGAIN) {
+      state = WriteState::writing;
+    }
+    ::close(fd);
+    return state;
+  }
+
   // Whether a file may be published now: its writer closed it, or it has been left alone for
   // settle_ns (by its mtime, or by our own steady clock when the mtime is recent or ahead).
   bool settled(const std::string& rel, const struct stat& st, bool closed) {
@@ -406,10 +425,21 @@ struct Scanner::Run {
     const bool as_published = known_at < known.size() &&
                               known[known_at].length == static_cast<std::uint64_t>(st.st_size) &&
                               known[known_at].mtime_ns == ns_of(st.st_mtim);
-    if (!settled(rel, st, closed || as_published)) {
-      ++stats.unsettled;
+    // Whether anyone has the file open for writing, asked of the kernel; only when it cannot
+    // tell does the time-based settle rule decide (a writer can pause longer than any delay).
+    const WriteState writers = as_published               ? WriteState::none
+                               : self.options_.use_leases ? open_for_writing(dir, name)
+                                                          : WriteState::unknown;
+    if (writers == WriteState::writing) {
+      ++stats.unsettled;  // its close event publishes it
       return {};
     }
+    if (writers == WriteState::unknown && !settled(rel, st, closed || as_published)) {
+      ++stats.unsettled;
+      ++stats.settling;
+      return {};
+    }
+    if (writers == WriteState::none && !self.unsettled_.empty()) self.unsettled_.erase(rel);
     const FileKey key = key_of(st);
     Digests digests;
     auto cached = self.log_.cached_hashes(key);

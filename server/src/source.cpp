@@ -74,8 +74,9 @@ struct Source::Impl {
     metrics.hash_cache_hits += stats.cache_hits;
     metrics.files_hashed += stats.hashed;
     if (changed) dirty = true;
-    // Files still being written get another look once they have had time to settle.
-    if (stats.unsettled) {
+    // Files whose writers could not be asked about get another look once they have had time
+    // to settle (a file known to be open for writing is published by its close event).
+    if (stats.settling) {
       const auto soon = std::chrono::steady_clock::now() +
                         std::chrono::nanoseconds(options.scan.settle_ns) +
                         std::chrono::milliseconds(200);

@@ -265,9 +265,32 @@ TEST_CASE("a rename is a delete and a create, without hashing again", "[server][
   CHECK(types == std::vector<ChangeType>{ChangeType::created, ChangeType::deleted});
 }
 
+TEST_CASE("a file open for writing is never published, however long its writer pauses",
+          "[server][scanner]") {
+  Fixture f;
+  const fs::path p = f.dir / "slow.bin";
+  const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, "hel", 3) == 3);
+  set_mtime(p, now_ns() - 3600 * kSecond);  // long past any settle time
+  ScanStats stats = f.scan();
+  CHECK(stats.unsettled == 1);
+  CHECK_FALSE(f.resource("slow.bin"));
+  CHECK(f.check("slow.bin", false).unsettled == 1);
+  REQUIRE(::write(fd, "lo", 2) == 2);
+  REQUIRE(::close(fd) == 0);
+  // Closed: a scan publishes it at once, whatever its mtime.
+  stats = f.scan();
+  CHECK(stats.created == 1);
+  REQUIRE(f.resource("slow.bin"));
+  CHECK(f.resource("slow.bin")->sha256 == kHelloSha256);
+}
+
 TEST_CASE("a file still being written is not published by a scan, but is once closed",
           "[server][scanner]") {
   Fixture f;
+  f.options.use_leases = false;  // the settle-time rule, as where leases are unavailable
+  f.make_scanner();
   const fs::path p = f.dir / "shard.bin";
   const int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   REQUIRE(fd >= 0);
@@ -303,6 +326,7 @@ TEST_CASE("a file still being written is not published by a scan, but is once cl
     // Its mtime is too recent to trust as a cache key (a same-size rewrite within the
     // file system's timestamp granularity would keep it).
     f.options.settle_ns = 0;
+    f.options.use_leases = false;
     f.make_scanner();
     CHECK(f.scan().hashed == 1);
   }
@@ -338,6 +362,7 @@ TEST_CASE("a file that changes while it is hashed is not published", "[server][s
 TEST_CASE("a file with an mtime in the future settles by the scanner's own clock",
           "[server][scanner]") {
   Fixture f;
+  f.options.use_leases = false;
   f.options.settle_ns = 200'000'000;
   f.make_scanner();
   // As after the wall clock stepped back by an hour.

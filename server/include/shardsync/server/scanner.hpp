@@ -7,8 +7,9 @@
 // characters or backslashes. Each refusal is reported once per scan through `log`.
 // A file is hashed (sha-256 and md5 in one pass) only when the hash cache does not know its
 // (device, inode, size, mtime); it is published only if it did not change while being hashed
-// and, during scans, only once it has been left alone for `settle_ns` (so a file still being
-// written is not published torn; its close is reported by the watcher).
+// and only while no one has it open for writing (asked of the kernel with a read lease; where
+// that cannot be asked, once it has been left alone for `settle_ns`). A file still being
+// written is not published torn; its close is reported by the watcher.
 
 #include <chrono>
 #include <cstdint>
@@ -31,6 +32,10 @@ using LogSink = std::function<void(std::string_view level, std::string_view mess
 struct ScanOptions {
   // A file modified less than this long ago is left for a later scan (or its close event).
   std::int64_t settle_ns = 2'000'000'000;
+  // Ask the kernel whether a file is open for writing (a read lease, fcntl F_SETLEASE) before
+  // publishing it; the settle time decides only where leases are unavailable (files owned by
+  // another user without CAP_LEASE, network file systems).
+  bool use_leases = true;
   // Hashing reads in blocks of this size.
   std::size_t read_block = 1 << 20;
 };
@@ -43,6 +48,7 @@ struct ScanStats {
   std::uint64_t created = 0, updated = 0, deleted = 0;
   std::uint64_t refused = 0;    // symlinks, reserved or unsafe names
   std::uint64_t unsettled = 0;  // left for later: still being written
+  std::uint64_t settling = 0;   // of those, the ones waiting out settle_ns (no lease to ask)
 };
 
 // The media type published for a file, by its extension (application/octet-stream when

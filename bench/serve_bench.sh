@@ -7,6 +7,7 @@
 #   3. first scan of 100,000 files (start until the port file appears) and the restart with
 #      the hash cache; `sha256sum` over the same files as a reference for the hashing cost.
 # Usage: bench/serve_bench.sh [SHARDSYNC] [PAIRS]   (a Release build: build-bench/bin/shardsync)
+# SERVE_BENCH_PARTS="1 2 3" picks the parts to run (default: all).
 # Needs nginx (nginx-light), curl and wrk. Writes about 2.2 GB under $TMPDIR.
 set -euo pipefail
 bin=$(realpath "${1:-build-bench/bin/shardsync}")
@@ -73,7 +74,9 @@ CONF
 echo "serve_bench: $(nproc) cores, loadavg $(cut -d' ' -f1-3 /proc/loadavg), $pairs pairs"
 echo "versions: $("$bin" --version), $(nginx -v 2>&1), $(curl --version | head -1 | cut -d' ' -f1-2)"
 
+parts=" ${SERVE_BENCH_PARTS:-1 2 3} "
 # --- 1. one 2 GiB file -----------------------------------------------------------------
+if [[ $parts == *" 1 "* ]]; then
 mkdir -p "$work/big"
 dd if=/dev/urandom of="$work/big/shard.bin" bs=1M count=2048 status=none
 touch -d '1 minute ago' "$work/big/shard.bin"
@@ -100,7 +103,10 @@ echo "  median ratio $(printf '%s\n' "${ratios[@]}" | median) ($(printf '%s\n' "
 stop_ours
 kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true; nginx_pid=
 
+fi
+
 # --- 2. document GET rate ----------------------------------------------------------------
+if [[ $parts == *" 2 "* ]]; then
 mkdir -p "$work/small"
 for d in $(seq -w 1 20); do
   mkdir -p "$work/small/part-$d"
@@ -132,7 +138,10 @@ done
 stop_ours
 kill "$nginx_pid"; wait "$nginx_pid" 2>/dev/null || true; nginx_pid=
 
+fi
+
 # --- 3. first scan of 100,000 files and the restart ------------------------------------
+if [[ $parts == *" 3 "* ]]; then
 echo
 echo "3. 100,000 files of 4 KiB in 100 directories"
 mkdir -p "$work/many"
@@ -148,7 +157,7 @@ for d in range(100):
             out.write(block[f % 64:] + block[:f % 64])
 PY
 find "$work/many" -type f -exec touch -d '1 minute ago' {} +
-cat "$work/many"/*/* >/dev/null   # page cache hot for both
+find "$work/many" -type f -exec cat {} + >/dev/null   # page cache hot for both
 t0=$(date +%s.%N)
 find "$work/many" -type f -print0 | xargs -0 sha256sum >/dev/null
 t1=$(date +%s.%N)
@@ -160,3 +169,4 @@ for run in "first scan" "restart (hash cache)"; do
   echo "  $run: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s to serving; $(grep 'scan data' "$work/server.log" | tail -1 | sed 's/.*scan data: //')"
   stop_ours
 done
+fi

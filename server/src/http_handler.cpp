@@ -318,7 +318,20 @@ ResponsePlan serve_document(const HttpRequest& request,
     add(plan, "Content-Encoding", coding == Coding::zstd ? "zstd" : "gzip");
   }
   if (plan.send_body) {
-    plan.source = BodySource::document;
+    const int fd = coding == Coding::zstd   ? doc->zstd_fd
+                   : coding == Coding::gzip ? doc->gzip_fd
+                                            : doc->body_fd;
+    const int own = fd >= 0 ? ::fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (own >= 0) {
+      // Sent like a file (sendfile on plain TCP) from the document's sealed memfd.
+      plan.source = BodySource::file;
+      plan.file = UniqueFd(own);
+      plan.file_offset = d.slice.first;
+      plan.file_size = bytes.size();
+      plan.file_sealed = true;
+    } else {
+      plan.source = BodySource::document;
+    }
     plan.document = doc;
     plan.document_bytes = bytes.substr(d.slice.first, d.slice.length);
   }

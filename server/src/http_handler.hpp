@@ -133,6 +133,7 @@ struct ResponsePlan {
   // The file's size and mtime as checked against the snapshot (re-checked while sending).
   std::uint64_t file_size = 0;
   std::int64_t file_mtime_ns = 0;
+  bool file_sealed = false;          // a document's sealed memfd: nothing to re-check while sending
   std::uint64_t content_length = 0;  // always sent (except on 304)
   bool send_body = true;             // false for HEAD and 304
   bool close = false;                // close the connection after this response

@@ -308,7 +308,7 @@ class Connection {
       // Before the last chunk, check the file is the one we started with: publishing
       // replaces files by rename (our fd keeps the old inode), but an in-place writer
       // would splice new bytes under the old ETag.
-      if (left <= kSendChunk && !checked) {
+      if (left <= kSendChunk && !checked && !plan.file_sealed) {
         checked = true;
         if (!unchanged(plan)) {
           server_->say("warn", "http: file changed while being sent; connection dropped");

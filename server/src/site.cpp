@@ -1,6 +1,11 @@
 #include "shardsync/server/site.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 
 #include "compress.hpp"
@@ -29,6 +34,23 @@ std::string numbered(std::string_view stem, std::uint64_t number) {
   return std::string(stem) + suffix;
 }
 
+// A sealed memfd holding `bytes` (-1 on failure: the document is then sent from memory).
+int sealed_memfd(std::string_view bytes) {
+  const int fd = ::memfd_create("shardsync-document", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) return -1;
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      return -1;
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+  return fd;
+}
+
 // Renders, compresses and tags one document.
 Result<std::shared_ptr<const ServedDocument>> serve(const DocumentHeader& header,
                                                     const std::vector<Entry>& entries,
@@ -50,6 +72,9 @@ Result<std::shared_ptr<const ServedDocument>> serve(const DocumentHeader& header
   doc->gzip = detail::gzip_compress(body);
   doc->zstd = detail::zstd_compress(body);
   doc->body = std::move(body);
+  doc->body_fd = sealed_memfd(doc->body);
+  doc->gzip_fd = doc->gzip.empty() ? -1 : sealed_memfd(doc->gzip);
+  doc->zstd_fd = doc->zstd.empty() ? -1 : sealed_memfd(doc->zstd);
   doc->last_modified_s = modified_ns / kNanos;
   doc->immutable = immutable;
   return std::shared_ptr<const ServedDocument>(std::move(doc));
@@ -322,6 +347,12 @@ class SiteBuilder {
 };
 
 }  // namespace
+
+ServedDocument::~ServedDocument() {
+  for (const int fd : {body_fd, gzip_fd, zstd_fd}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
 
 Result<std::shared_ptr<const Site>> build_site(ChangeLog& log, const SiteOptions& options,
                                                const Site* previous) {

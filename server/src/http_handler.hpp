@@ -15,25 +15,9 @@
 
 #include "shardsync/server/http_server.hpp"
 #include "shardsync/server/site.hpp"
+#include "unique_fd.hpp"
 
 namespace shardsync::server::detail {
-
-// An owned file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd();
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  [[nodiscard]] int get() const { return fd_; }
-  [[nodiscard]] bool valid() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
 
 // ---- Framing checks (RELIABILITY.md §1.5, the gaps of Beast 1.81's parser) ----
 

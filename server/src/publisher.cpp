@@ -12,32 +12,10 @@
 #include "shardsync/server/errc.hpp"
 #include "shardsync/server/scanner.hpp"
 #include "shardsync/sitemap/digest.hpp"
+#include "unique_fd.hpp"
 
 namespace shardsync::server::detail {
 namespace {
-
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 tl::unexpected<Error> io_error(const std::string& what) {
   return fail(errc::io_error, what + ": " + std::strerror(errno));
@@ -56,9 +34,9 @@ const Collection* find(const std::vector<Collection>& collections, const std::st
 
 // Opens the directory holding `path` beneath the collection, one component at a time with
 // O_NOFOLLOW (a symlink anywhere on the way is refused), creating missing directories when
-// `create`. Returns an empty Fd when a directory is missing and !create.
-Result<Fd> open_parent(const Collection& c, const std::string& path, bool create) {
-  Fd dir(::open(c.directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+// `create`. Returns an empty UniqueFd when a directory is missing and !create.
+Result<UniqueFd> open_parent(const Collection& c, const std::string& path, bool create) {
+  UniqueFd dir(::open(c.directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir) return io_error("cannot open collection " + c.name);
   std::size_t start = 0;
   for (std::size_t slash = path.find('/'); slash != std::string::npos;
@@ -72,13 +50,13 @@ Result<Fd> open_parent(const Collection& c, const std::string& path, bool create
       fd = ::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
     if (fd < 0) {
-      if (errno == ENOENT) return Fd();
+      if (errno == ENOENT) return UniqueFd();
       if (errno == ELOOP || errno == ENOTDIR) {
         return fail(errc::unsafe_path, path.substr(0, slash) + " is not a directory");
       }
       return io_error("cannot open directory " + path.substr(0, slash));
     }
-    dir = Fd(fd);
+    dir = UniqueFd(fd);
   }
   return dir;
 }
@@ -90,7 +68,7 @@ std::string basename_of(const std::string& path) {
 
 class FileUpload final : public Upload {
  public:
-  FileUpload(const PublishRequest& request, Fd dir, std::string temp, Fd file,
+  FileUpload(const PublishRequest& request, UniqueFd dir, std::string temp, UniqueFd file,
              const RecordChange& record)
       : request_(request),
         dir_(std::move(dir)),
@@ -157,9 +135,9 @@ class FileUpload final : public Upload {
 
  private:
   PublishRequest request_;
-  Fd dir_;
+  UniqueFd dir_;
   std::string temp_;
-  Fd file_;
+  UniqueFd file_;
   RecordChange record_;
   sitemap::Hasher hasher_;
   std::uint64_t received_ = 0;
@@ -181,8 +159,8 @@ struct Publisher {
     std::random_device random;
     const std::string temp = std::string(kUploadPrefix) + std::to_string(random()) + "-" +
                              basename_of(request.path).substr(0, 200);
-    Fd file(::openat(dir->get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                     0644));
+    UniqueFd file(::openat(dir->get(), temp.c_str(),
+                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!file) return io_error("cannot create the upload of " + request.path);
     return std::unique_ptr<Upload>(
         std::make_unique<FileUpload>(request, std::move(*dir), temp, std::move(file), record));

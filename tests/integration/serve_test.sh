@@ -180,5 +180,40 @@ check "SIGTERM stops the configured server" stop_server
 code=$("$bin" serve --collection "bad name=$data" >/dev/null 2>&1; echo $?)
 [ "$code" = 2 ] && pass || failed "a bad collection name is a usage error (exit $code)"
 
+# Retention: with --retention 1 and lists of 2 changes, closed lists older than a second
+# are dropped whole, and the index's `from` moves forward (a destination that fell behind
+# sees where history now starts and re-baselines).
+mkdir -p "$work/short"
+rm -f "$work/port"
+"$bin" serve --collection "short=$work/short" --listen 127.0.0.1:0 --port-file "$work/port" \
+  --state-dir "$work/state-short" --retention 1 --list-entries 2 --rescan-interval 1 \
+  >>"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.1; done
+base="http://127.0.0.1:$(cat "$work/port" 2>/dev/null)"
+for i in 1 2 3 4 5; do echo "$i" >"$work/short/f$i.txt"; done
+for _ in $(seq 1 50); do
+  get "$base/short/.resourcesync/changelist.xml" | grep -q changelist-00003.xml && break
+  sleep 0.1
+done
+get "$base/short/.resourcesync/changelist.xml" >"$work/index-before.xml"
+grep -q 'changelist-00001.xml' "$work/index-before.xml" && pass ||
+  failed "retention: the first list is there before it expires"
+sleep 3  # past the retention and a rescan
+get "$base/short/.resourcesync/changelist.xml" >"$work/index-after.xml"
+if grep -q 'changelist-00001.xml' "$work/index-after.xml"; then
+  failed "retention: the expired list is still in the index"
+else
+  pass
+fi
+code=$(get -o /dev/null -w '%{http_code}' "$base/short/.resourcesync/changelist-00001.xml")
+[ "$code" = 404 ] && pass || failed "retention: the expired list is gone (got $code)"
+from_before=$(grep -o 'capability="changelist" from="[^"]*"' "$work/index-before.xml")
+from_after=$(grep -o 'capability="changelist" from="[^"]*"' "$work/index-after.xml")
+[ -n "$from_after" ] && [ "$from_before" != "$from_after" ] && pass ||
+  failed "retention: the earliest from moved forward ($from_before, then $from_after)"
+check "retention: the index is still valid" "$bin" sitemap check "$work/index-after.xml"
+check "SIGTERM stops the retention server" stop_server
+
 echo "serve: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]

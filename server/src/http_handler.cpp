@@ -15,8 +15,10 @@
 #include <charconv>
 #include <cstdio>
 #include <limits>
+#include <optional>
 
 #include "shardsync/server/collection.hpp"
+#include "shardsync/sitemap/timestamp.hpp"
 #include "shardsync/sitemap/url.hpp"
 
 namespace shardsync::server::detail {
@@ -70,34 +72,8 @@ bool parse_u64(std::string_view s, std::uint64_t& out) {
   return ec == std::errc() && end == s.data() + s.size();
 }
 
-// ---- Calendar (Howard Hinnant's days_from_civil / civil_from_days) ----
-
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2 ? 1 : 0;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-struct Civil {
-  std::int64_t year;
-  unsigned month;
-  unsigned day;
-};
-
-Civil civil_from_days(std::int64_t z) {
-  z += 719468;
-  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-  const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-  return {static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2 ? 1 : 0), m, d};
-}
+using sitemap::civil_from_days;
+using sitemap::days_from_civil;
 
 constexpr std::array<std::string_view, 7> kDays = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 constexpr std::array<std::string_view, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -176,6 +152,20 @@ TokenCheck check_bearer(std::string_view authorization, std::string_view token) 
   const std::string_view given = trim(authorization.substr(space + 1));
   if (given.empty()) return TokenCheck::missing;
   return secrets_equal(given, token) ? TokenCheck::ok : TokenCheck::wrong;
+}
+
+// The answer for a request that does not carry `token` (401 without credentials, 403 with
+// wrong ones), or nullopt when it does.
+std::optional<ResponsePlan> refuse_without(std::string_view authorization, std::string_view token) {
+  switch (check_bearer(authorization, token)) {
+    case TokenCheck::missing:
+      return unauthorized();
+    case TokenCheck::wrong:
+      return error(403, "forbidden");
+    case TokenCheck::ok:
+      break;
+  }
+  return std::nullopt;
 }
 
 bool known_method(std::string_view m) {
@@ -403,13 +393,8 @@ ResponsePlan route(const HttpRequest& request, const Site* site, const HandlerCo
     const PublishHooks& hooks = options.publish;
     if (method == "PUT" ? !hooks.put : !hooks.remove) return not_allowed(true);
     if (options.write_token.empty()) return error(403, "publishing is disabled");
-    switch (check_bearer(request.authorization, options.write_token)) {
-      case TokenCheck::missing:
-        return unauthorized();
-      case TokenCheck::wrong:
-        return error(403, "forbidden");
-      case TokenCheck::ok:
-        break;
+    if (auto refused = refuse_without(request.authorization, options.write_token)) {
+      return std::move(*refused);
     }
     if (site == nullptr) {
       ResponsePlan busy = error(503, "starting");
@@ -449,13 +434,8 @@ ResponsePlan route(const HttpRequest& request, const Site* site, const HandlerCo
     const auto token = options.read_tokens.find(std::string(first_segment));
     if (token != options.read_tokens.end() && !token->second.empty()) {
       protected_ = true;
-      switch (check_bearer(request.authorization, token->second)) {
-        case TokenCheck::missing:
-          return unauthorized();
-        case TokenCheck::wrong:
-          return error(403, "forbidden");
-        case TokenCheck::ok:
-          break;
+      if (auto refused = refuse_without(request.authorization, token->second)) {
+        return std::move(*refused);
       }
     }
   }
@@ -545,7 +525,7 @@ std::string http_date(std::int64_t t) {
   t = std::clamp<std::int64_t>(t, 0, kMax);
   const std::int64_t days = t / 86400;
   const std::int64_t secs = t % 86400;
-  const Civil c = civil_from_days(days);
+  const sitemap::CivilDate c = civil_from_days(days);
   const auto weekday = static_cast<std::size_t>((days + 4) % 7);
   char out[40];
   std::snprintf(out, sizeof out, "%.3s, %02u %.3s %04lld %02lld:%02lld:%02lld GMT",

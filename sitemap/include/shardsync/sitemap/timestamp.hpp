@@ -36,6 +36,18 @@ struct Timestamp {
   }
 };
 
+// Proleptic Gregorian calendar arithmetic (H. Hinnant's algorithms), shared by everything
+// that turns dates into day counts and back (W3C datetimes here, HTTP dates in the server).
+struct CivilDate {
+  std::int64_t year;
+  unsigned month;  // 1..12
+  unsigned day;    // 1..31
+};
+// Days since 1970-01-01 of a date.
+[[nodiscard]] std::int64_t days_from_civil(std::int64_t year, unsigned month, unsigned day);
+// The date of a day count since 1970-01-01.
+[[nodiscard]] CivilDate civil_from_days(std::int64_t days);
+
 // Parses one W3C datetime; std::nullopt when `text` is not exactly one of the allowed forms
 // (no leading/trailing space, no local times, no 24:00 or :60, offsets up to ±23:59).
 [[nodiscard]] std::optional<Timestamp> parse_w3c_datetime(std::string_view text);

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.footer(
       "Examples:\n"
+      "  shardsync serve --collection ckpt=./checkpoints --listen 0.0.0.0:8080\n"
+      "  shardsync sync http://host:8080/ ./mirror --collection ckpt\n"
       "  shardsync sitemap check https://example.org/dataset/resourcelist.xml\n"
       "  shardsync sitemap build ./shards --base-url https://example.org/shards/ --out ./site");
 
@@ -23,6 +25,7 @@ int main(int argc, char** argv) {
   add_sitemap_command(app, exit_code);
   add_serve_command(app, exit_code);
   add_publish_command(app, exit_code);
+  add_sync_command(app, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -14,6 +14,7 @@
 
 #include "commands.hpp"
 #include "shardsync/sitemap/url.hpp"
+#include "token_file.hpp"
 
 namespace shardsync::app {
 namespace {
@@ -81,15 +82,12 @@ long send(CURL* curl, const Target& target, const std::string& auth, bool remove
 int run_publish(const PublishFlags& f) {
   std::string auth;
   if (!f.token_file.empty()) {
-    std::ifstream in(f.token_file);
-    std::string token;
-    if (!in || !std::getline(in, token) || token.empty()) {
-      std::fprintf(stderr, "shardsync publish: cannot read a token from %s\n",
-                   f.token_file.c_str());
+    auto token = read_token_file(f.token_file);
+    if (!token) {
+      std::fprintf(stderr, "shardsync publish: %s\n", token.error().detail.c_str());
       return kExitUsage;
     }
-    while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-    auth = "Authorization: Bearer " + token;
+    auth = "Authorization: Bearer " + *token;
   }
   const bool into_directory = f.url.ends_with('/');
   std::vector<Target> targets;

@@ -15,6 +15,7 @@
 #include "shardsync/server/errc.hpp"
 #include "shardsync/server/http_server.hpp"
 #include "shardsync/server/source.hpp"
+#include "token_file.hpp"
 
 namespace shardsync::app {
 namespace {
@@ -32,14 +33,8 @@ struct ServeFlags {
 };
 
 Result<std::string> read_token(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return fail(errc::invalid_config, "cannot read token file " + path);
-  std::string token;
-  std::getline(in, token);
-  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  if (token.size() < 16) {
-    return fail(errc::invalid_config, "token in " + path + " is shorter than 16 characters");
-  }
+  auto token = read_token_file(path, 16);
+  if (!token) return fail(errc::invalid_config, token.error().detail);
   return token;
 }
 

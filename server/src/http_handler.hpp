@@ -15,7 +15,7 @@
 
 #include "shardsync/server/http_server.hpp"
 #include "shardsync/server/site.hpp"
-#include "unique_fd.hpp"
+#include "shardsync/unique_fd.hpp"
 
 namespace shardsync::server::detail {
 

@@ -12,7 +12,7 @@
 #include "shardsync/server/errc.hpp"
 #include "shardsync/server/scanner.hpp"
 #include "shardsync/sitemap/digest.hpp"
-#include "unique_fd.hpp"
+#include "shardsync/unique_fd.hpp"
 
 namespace shardsync::server::detail {
 namespace {

@@ -13,7 +13,7 @@
 
 #include "shardsync/server/errc.hpp"
 #include "shardsync/sitemap/digest.hpp"
-#include "unique_fd.hpp"
+#include "shardsync/unique_fd.hpp"
 
 namespace shardsync::server {
 namespace {
@@ -156,7 +156,7 @@ std::string media_type(std::string_view path) {
   return "application/octet-stream";
 }
 
-using detail::UniqueFd;
+using shardsync::UniqueFd;
 
 int open_dir_at(int parent, const char* name) {
   return ::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -1,12 +1,12 @@
 #pragma once
-// An owned file descriptor, closed on destruction (shared by the scanner, the publisher and
-// the HTTP layer).
+// An owned file descriptor, closed on destruction (shared vocabulary of every library: the
+// server's scanner, publisher and HTTP layer, the client's destination and downloads).
 
 #include <unistd.h>
 
 #include <utility>
 
-namespace shardsync::server::detail {
+namespace shardsync {
 
 class UniqueFd {
  public:
@@ -36,4 +36,4 @@ class UniqueFd {
   int fd_;
 };
 
-}  // namespace shardsync::server::detail
+}  // namespace shardsync

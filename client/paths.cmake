@@ -1,0 +1,3 @@
+target_sources(shardsync_client PRIVATE
+  src/local_path.cpp
+  src/dest_root.cpp)

@@ -269,7 +269,8 @@ void add_sync_command(CLI::App& app, int& exit_code) {
   sync->add_flag("--delete", f->delete_files,
                  "delete local files the source deleted or no longer lists");
   sync->add_option("--max-delete", f->max_delete,
-                   "make no deletions at all when more than N would be made");
+                   "make no deletions at all when more than N would be made (default: a baseline "
+                   "deletes nothing when more than half the mirror would go)");
   sync->add_option("--parallel", f->parallel, "transfers at once (default 8)")
       ->check(CLI::Range(1, 256));
   sync->add_flag("--baseline", f->baseline,

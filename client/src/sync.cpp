@@ -414,7 +414,9 @@ Result<void> Engine::baseline() {
   fetch_all(wanted);
 
   std::vector<std::string> extra;
+  std::uint64_t local_files = 0;
   auto walked = root_->walk([&](const std::string& path, const LocalFile&) {
+    ++local_files;
     if (!listed.contains(path)) extra.push_back(path);
   });
   if (!walked) return fail(walked.error());
@@ -427,6 +429,14 @@ Result<void> Engine::baseline() {
     if (!extra.empty()) {
       log("not deleting " + std::to_string(extra.size()) + " files: some resources failed");
     }
+  } else if (!options_.max_delete && extra.size() > 1 && extra.size() * 2 > local_files) {
+    // A listing that drops most of the mirror is likelier a broken source (an empty or
+    // truncated list) than a real mass deletion: make the user say how many is fine.
+    report_.deletes_skipped += extra.size();
+    report_.delete_refusal = std::to_string(extra.size()) + " of " + std::to_string(local_files) +
+                             " local files are no longer listed: none deleted (give --max-delete N "
+                             "to allow that many)";
+    log(report_.delete_refusal);
   } else {
     delete_all(extra);
   }

@@ -193,6 +193,45 @@ check "static: mirror holds every file" diff -r "$static/files/sub dir" "$work/s
 "$bin" sync "$sbase/files/" "$work/smirror2" -q
 check "static: discovery by base URL (capabilitylist.xml)" diff -r "$static/files/sub dir" "$work/smirror2/sub dir"
 
+# --- a broken source must not empty the mirror (an empty, a truncated, a 10 % listing)
+mass="$static/mass"
+mkdir -p "$mass"
+for i in $(seq 1 20); do printf 'file %s\n' "$i" >"$mass/f$i.txt"; done
+"$bin" sitemap build "$mass" --base-url "$sbase/mass/" --out "$static/massdocs" >/dev/null
+"$bin" sync "$sbase/massdocs/resourcelist.xml" "$work/mmirror" --map "$sbase/mass/=" -q >/dev/null 2>&1
+cp "$static/massdocs/resourcelist.xml" "$work/rl-good.xml"
+head_and_foot() {  # the document with only its first N <url> entries
+  python3 - "$work/rl-good.xml" "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+urls = re.findall(r"<url>.*?</url>", text, re.S)
+head = text[: text.index("<url>")]
+print(head + "".join(urls[: int(sys.argv[2])]) + "</urlset>")
+PY
+}
+head_and_foot 0 >"$static/massdocs/resourcelist.xml"
+"$bin" sync "$sbase/massdocs/resourcelist.xml" "$work/mmirror" --map "$sbase/mass/=" --delete -q >"$work/mass.out" 2>&1
+rc=$?
+[ $rc = 3 ] && [ "$(find "$work/mmirror" -name 'f*.txt' | wc -l)" = 20 ] && pass ||
+  failed "an empty list deletes nothing (rc=$rc): $(cat "$work/mass.out")"
+head_and_foot 2 >"$static/massdocs/resourcelist.xml"
+"$bin" sync "$sbase/massdocs/resourcelist.xml" "$work/mmirror" --map "$sbase/mass/=" --delete -q >/dev/null 2>&1
+rc=$?
+[ $rc = 3 ] && [ "$(find "$work/mmirror" -name 'f*.txt' | wc -l)" = 20 ] && pass ||
+  failed "a 10 % list deletes nothing (rc=$rc)"
+head -c 3000 "$work/rl-good.xml" >"$static/massdocs/resourcelist.xml"
+"$bin" sync "$sbase/massdocs/resourcelist.xml" "$work/mmirror" --map "$sbase/mass/=" --delete -q >/dev/null 2>&1
+rc=$?
+[ $rc = 1 ] && [ "$(find "$work/mmirror" -name 'f*.txt' | wc -l)" = 20 ] && pass ||
+  failed "a truncated list is an error and deletes nothing (rc=$rc)"
+"$bin" sync "$sbase/massdocs/resourcelist.xml" "$work/mmirror" --map "$sbase/mass/=" --delete --max-delete 20 -q \
+  >/dev/null 2>&1
+head_and_foot 2 >"$static/massdocs/resourcelist.xml"
+"$bin" sync "$sbase/massdocs/resourcelist.xml" "$work/mmirror" --map "$sbase/mass/=" --delete --max-delete 18 -q >/dev/null 2>&1
+rc=$?
+[ $rc = 0 ] && [ "$(find "$work/mmirror" -name 'f*.txt' | wc -l)" = 2 ] && pass ||
+  failed "--max-delete N allows a real mass deletion (rc=$rc)"
+
 # --- a hostile static source: nothing outside DEST, no good file lost
 evil="$static/evil"
 mkdir -p "$evil" "$work/sentinel"

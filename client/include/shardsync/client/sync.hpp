@@ -21,7 +21,9 @@ struct SyncOptions {
   std::string collection;  // which set, when the source has several
   // Remove local files the source deleted (incremental) or no longer lists (baseline).
   bool delete_files = false;
-  // Refuse (make none) when more deletions than this would be made.
+  // Refuse (make none) when more deletions than this would be made. Unset: a baseline that
+  // would delete more than half of the local files makes none (a broken source is likelier
+  // than a mass deletion); deletions a Change List names are not limited.
   std::optional<std::uint64_t> max_delete;
   int parallel = 8;          // transfers at once
   std::string bearer_token;  // for documents and resources

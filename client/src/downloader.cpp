@@ -113,7 +113,7 @@ std::string origin_of(const std::string& url) {
   if (!handle || curl_url_set(handle.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) return {};
   std::string out;
   for (const auto& [part, flags] : {std::pair{CURLUPART_SCHEME, 0u}, std::pair{CURLUPART_HOST, 0u},
-                                   std::pair{CURLUPART_PORT, unsigned{CURLU_DEFAULT_PORT}}}) {
+                                    std::pair{CURLUPART_PORT, unsigned{CURLU_DEFAULT_PORT}}}) {
     char* text = nullptr;
     if (curl_url_get(handle.get(), part, &text, flags) != CURLUE_OK) return {};
     out.append(text).push_back('|');

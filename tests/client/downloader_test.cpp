@@ -100,11 +100,11 @@ class FaultServer {
     std::string body;
     const std::string url = base() + "_log?key=" + key;
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
-    curl_easy_setopt(easy.get(), CURLOPT_WRITEFUNCTION,
-                     +[](char* data, std::size_t, std::size_t n, void* user) {
-                       static_cast<std::string*>(user)->append(data, n);
-                       return n;
-                     });
+    curl_easy_setopt(
+        easy.get(), CURLOPT_WRITEFUNCTION, +[](char* data, std::size_t, std::size_t n, void* user) {
+          static_cast<std::string*>(user)->append(data, n);
+          return n;
+        });
     curl_easy_setopt(easy.get(), CURLOPT_WRITEDATA, &body);
     if (curl_easy_perform(easy.get()) != CURLE_OK) throw std::runtime_error("no log");
     return nlohmann::json::parse(body);
@@ -318,11 +318,10 @@ TEST_CASE("a cut transfer is resumed from the bytes it kept, never fetching them
   };
   // rst may drop part of the half still in flight. The stall sends little, since libcurl
   // averages the speed over the last 5 s: 1000 bytes then silence is caught in about 2 s.
-  const auto [mode, extra, range] = GENERATE(Case{"short_cl", "", "bytes=150000-"},
-                                             Case{"chunk_trunc", "", "bytes=150000-"},
-                                             Case{"rst", "", ""},
-                                             Case{"no_cl_close", "", "bytes=150000-"},
-                                             Case{"stall", "&cut=1000&stall=20", "bytes=1000-"});
+  const auto [mode, extra, range] =
+      GENERATE(Case{"short_cl", "", "bytes=150000-"}, Case{"chunk_trunc", "", "bytes=150000-"},
+               Case{"rst", "", ""}, Case{"no_cl_close", "", "bytes=150000-"},
+               Case{"stall", "&cut=1000&stall=20", "bytes=1000-"});
   INFO(mode);
   const std::string key = "cut-" + mode;
   const auto start = Clock::now();
@@ -411,11 +410,11 @@ TEST_CASE("a range answered wrongly discards the partial and starts from zero",
     int attempts;
     std::uint64_t received;
   };
-  const auto [seq, attempts, received] = GENERATE(
-      Case{"short_cl,range_ignored", 2, 100'000 + 200'000},
-      Case{"short_cl,range_wrong_start,ok", 3, 100'000 + 200'000},
-      Case{"short_cl,416,ok", 3, 100'000 + 200'000},
-      Case{"short_cl,gzip_range,ok", 3, 100'000 + 200'000});
+  const auto [seq, attempts, received] =
+      GENERATE(Case{"short_cl,range_ignored", 2, 100'000 + 200'000},
+               Case{"short_cl,range_wrong_start,ok", 3, 100'000 + 200'000},
+               Case{"short_cl,416,ok", 3, 100'000 + 200'000},
+               Case{"short_cl,gzip_range,ok", 3, 100'000 + 200'000});
   INFO(seq);
   const DownloadResult result =
       run_one(fast_options(), rig.job("a.bin", bytes, rig.server.url("a.bin", seq, "r")));
@@ -461,10 +460,9 @@ TEST_CASE("a source that changed between requests restarts the download", "[clie
     CHECK(requests[1]["if_range"] == etag_of(old_bytes));
   }
   SECTION("a server ignoring If-Range sends a 206 of the new version: caught by its ETag") {
-    const DownloadResult result =
-        run_one(fast_options(), rig.job("a.bin", new_bytes,
-                                        rig.server.url("a.bin", "short_cl,v2_ignore_ifrange,v2",
-                                                       "e")));
+    const DownloadResult result = run_one(
+        fast_options(),
+        rig.job("a.bin", new_bytes, rig.server.url("a.bin", "short_cl,v2_ignore_ifrange,v2", "e")));
     INFO(describe(result));
     REQUIRE(result.outcome);
     CHECK(result.outcome->attempts == 3);
@@ -497,8 +495,9 @@ TEST_CASE("error statuses are retried or final, and their bodies are never saved
     const std::string status = GENERATE("503", "429", "408", "500");
     const auto start = Clock::now();
     const DownloadResult result = run_one(
-        options, rig.job("a.bin", bytes, rig.server.url("a.bin", status + "," + status + ",ok",
-                                                         "s", "&ra=999999999")));
+        options,
+        rig.job("a.bin", bytes,
+                rig.server.url("a.bin", status + "," + status + ",ok", "s", "&ra=999999999")));
     REQUIRE(result.outcome);
     CHECK(result.outcome->attempts == 3);
     CHECK(Clock::now() - start < std::chrono::seconds(2));
@@ -554,17 +553,17 @@ TEST_CASE("redirects are followed to http(s) only", "[client][download]") {
   Rig rig;
   const std::string bytes = rig.publish("a.bin", 1000);
   SECTION("to the file") {
-    const DownloadResult result = run_one(
-        fast_options(),
-        rig.job("a.bin", bytes, rig.server.url("a.bin", "redirect_to", "d", "&to=/a.bin")));
+    const DownloadResult result =
+        run_one(fast_options(),
+                rig.job("a.bin", bytes, rig.server.url("a.bin", "redirect_to", "d", "&to=/a.bin")));
     REQUIRE(result.outcome);
     CHECK(read_file(rig.dest / "a.bin") == bytes);
   }
   SECTION("to file:") {
     const DownloadResult result =
-        run_one(fast_options(), rig.job("a.bin", bytes,
-                                        rig.server.url("a.bin", "redirect_to", "d",
-                                                       "&to=file:///etc/passwd")));
+        run_one(fast_options(),
+                rig.job("a.bin", bytes,
+                        rig.server.url("a.bin", "redirect_to", "d", "&to=file:///etc/passwd")));
     REQUIRE_FALSE(result.outcome);
     CHECK(result.outcome.error().code == errc::transfer_failed);
     CHECK_FALSE(fs::exists(rig.dest / "a.bin"));
@@ -718,8 +717,8 @@ TEST_CASE("partial files from earlier runs are checked before they are trusted",
   SECTION("resumed with Last-Modified when the ETag is weak") {
     DownloaderOptions options = fast_options();
     options.max_attempts = 1;
-    const DownloadResult first = run_one(
-        options, rig.job("a.bin", bytes, rig.server.url("a.bin", "weak+short_cl", "w1")));
+    const DownloadResult first =
+        run_one(options, rig.job("a.bin", bytes, rig.server.url("a.bin", "weak+short_cl", "w1")));
     REQUIRE_FALSE(first.outcome);
     const DownloadResult second =
         run_one(options, rig.job("a.bin", bytes, rig.server.url("a.bin", "weak", "w2")));

@@ -40,12 +40,12 @@
 namespace shardsync::client {
 
 struct DownloadJob {
-  std::uint64_t id = 0;            // the caller's, echoed in the result
-  std::vector<std::string> urls;   // the primary URL first, then `duplicate` mirrors
-  int dir_fd = -1;                 // borrowed until on_done: the directory the file goes in
-  std::string leaf;                // final name inside dir_fd; one job per name at a time
-  std::optional<std::uint64_t> length;        // listed length (checked when present)
-  sitemap::HashList hashes;                   // sha-256 preferred, else sha-1, else md5
+  std::uint64_t id = 0;                 // the caller's, echoed in the result
+  std::vector<std::string> urls;        // the primary URL first, then `duplicate` mirrors
+  int dir_fd = -1;                      // borrowed until on_done: the directory the file goes in
+  std::string leaf;                     // final name inside dir_fd; one job per name at a time
+  std::optional<std::uint64_t> length;  // listed length (checked when present)
+  sitemap::HashList hashes;             // sha-256 preferred, else sha-1, else md5
   std::optional<sitemap::Timestamp> lastmod;  // becomes the file's mtime
 };
 

@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -89,6 +91,10 @@ struct ServerState {
   LogSink log;
 
   net::io_context ioc{1};
+  // Publishing commits (fsync, rename, fsync of the directory, the change log's transaction)
+  // block for milliseconds: they run here, one at a time as before, so that the connections
+  // on `ioc` keep being served meanwhile.
+  net::thread_pool blocking{1};
   std::optional<tcp::acceptor> acceptor;
   std::optional<ssl::context> tls;
   std::optional<net::signal_set> signals;
@@ -227,6 +233,19 @@ bool unchanged(const detail::ResponsePlan& plan) {
   return static_cast<std::uint64_t>(st.st_size) == plan.file_size && mtime == plan.file_mtime_ns;
 }
 
+// Runs a blocking call on the server's blocking pool; the awaiting session resumes on its
+// own executor when it is done. A free function, not a capturing lambda coroutine (g++ 12).
+template <class Fn>
+net::awaitable<std::invoke_result_t<Fn&>> call_blocking(Fn fn) {
+  co_return fn();
+}
+
+template <class Fn>
+net::awaitable<std::invoke_result_t<Fn&>> off_thread(ServerState* server, Fn fn) {
+  co_return co_await net::co_spawn(server->blocking, call_blocking(std::move(fn)),
+                                   net::use_awaitable);
+}
+
 template <class Stream>
 constexpr bool is_tls = std::is_same_v<Stream, TlsStream>;
 
@@ -295,12 +314,23 @@ class Connection {
   // The header, then the file: sendfile() on plain TCP, pread + write through TLS (or when
   // sendfile is off or refused by the file system).
   net::awaitable<bool> send_file(detail::ResponsePlan& plan, const std::string& head) {
-    if (!co_await write(net::buffer(head))) co_return false;
+    bool use_sendfile = !is_tls<Stream> && server_->options.sendfile;
+    // With sendfile, the head goes out with MSG_MORE so that it shares its first segment with
+    // the body (what nginx's tcp_nopush does) instead of leaving as a small packet of its own.
+    std::size_t head_sent = 0;
+    if (use_sendfile) {
+      const ssize_t r = ::send(lowest().socket().native_handle(), head.data(), head.size(),
+                               MSG_MORE | MSG_NOSIGNAL);
+      if (r > 0) head_sent = static_cast<std::size_t>(r);
+    }
+    if (head_sent < head.size() &&
+        !co_await write(net::buffer(head.data() + head_sent, head.size() - head_sent))) {
+      co_return false;
+    }
     auto offset = static_cast<off_t>(plan.file_offset);
     std::uint64_t left = plan.content_length;
     std::uint64_t since_yield = 0;
     bool checked = false;
-    bool use_sendfile = !is_tls<Stream> && server_->options.sendfile;
     std::unique_ptr<char[]> chunk;
     std::optional<SendWatchdog> watchdog;
     if (use_sendfile) watchdog.emplace(lowest().socket(), server_->options.send_timeout);
@@ -622,7 +652,9 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
         if (lost) break;  // the upload is dropped with its object
         if (!refused) {
           body_read = true;
-          Result<PublishReply> reply = (*upload)->commit();
+          Upload* pending = upload->get();
+          Result<PublishReply> reply =
+              co_await off_thread(server, [pending] { return pending->commit(); });
           if (reply) {
             plan = detail::text_response(reply->status, reply->message, now_seconds());
           } else {
@@ -659,7 +691,9 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
       }
     }
     if (plan.publish && plan.publish_remove && body_read) {
-      Result<PublishReply> reply = options.publish.remove(*plan.publish);
+      const PublishRequest* removal = &*plan.publish;
+      Result<PublishReply> reply = co_await off_thread(
+          server, [&options, removal] { return options.publish.remove(*removal); });
       if (reply) {
         plan = detail::text_response(reply->status, reply->message, now_seconds());
       } else {
@@ -860,6 +894,7 @@ Result<void> HttpServer::run() {
                     ":" + std::to_string(bound));
   net::co_spawn(s.ioc, listen(&s), [&s](std::exception_ptr e) { report(&s, "listener", e); });
   s.ioc.run();
+  s.blocking.join();
   s.say("info", "http: stopped");
   return {};
 }

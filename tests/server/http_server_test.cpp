@@ -975,3 +975,42 @@ TEST_CASE("SIGTERM stops the server like stop()", "[http][server][shutdown]") {
   CHECK(server.done());
   CHECK(server.result());
 }
+
+namespace {
+
+// A commit that takes as long as a slow fsync on a busy disk.
+struct SlowUpload final : Upload {
+  explicit SlowUpload(std::atomic<bool>* committing) : committing_(committing) {}
+  shardsync::Result<void> write(std::string_view) override { return {}; }
+  shardsync::Result<PublishReply> commit() override {
+    committing_->store(true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    return PublishReply{201u, "created"};
+  }
+  std::atomic<bool>* committing_;
+};
+
+}  // namespace
+
+TEST_CASE("a slow publish commit does not stall other connections", "[http][server]") {
+  Fixture f;
+  HttpOptions options = fast_options();
+  std::atomic<bool> committing{false};
+  options.write_token = "w";
+  options.publish.put = [&](const PublishRequest&) -> shardsync::Result<std::unique_ptr<Upload>> {
+    return std::make_unique<SlowUpload>(&committing);
+  };
+  Running server(options, f.site.snapshot());
+  std::thread put([&] {
+    const Reply r = fetch(server.url("/ckpt/slow.bin"),
+                          {.headers = {"Authorization: Bearer w"}, .upload = "x"});
+    CHECK(r.status == 201);
+  });
+  while (!committing.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto started = std::chrono::steady_clock::now();
+  const Reply r = fetch(server.url("/ckpt/a.bin"));
+  const auto waited = std::chrono::steady_clock::now() - started;
+  CHECK(r.status == 200);
+  CHECK(waited < std::chrono::milliseconds(700));
+  put.join();
+}

@@ -38,6 +38,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
     // A new response (after a redirect or 100-continue): forget the previous one's headers.
     r->response->link_header.clear();
     r->response->content_type.clear();
+    r->response->etag.clear();
   }
   if (colon == std::string_view::npos) return size * count;
   std::string name(line.substr(0, colon));
@@ -51,6 +52,8 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
   if (name == "link" && r->response->link_header.size() + value.size() < kMaxKept) {
     if (!r->response->link_header.empty()) r->response->link_header += ", ";
     r->response->link_header += value;
+  } else if (name == "etag" && value.size() < 1024) {
+    r->response->etag = value;
   } else if (name == "content-type" && value.size() < 1024) {
     r->response->content_type = value;
   }
@@ -114,7 +117,7 @@ DocumentClient::DocumentClient(DocumentClientOptions options) : impl_(std::make_
 
 DocumentClient::~DocumentClient() = default;
 
-Result<HttpResponse> DocumentClient::get(const std::string& url) {
+Result<HttpResponse> DocumentClient::get(const std::string& url, const std::string& if_none_match) {
   CURL* c = impl_->curl.get();
   int backoff_ms = impl_->options.initial_backoff_ms;
   for (int attempt = 1;; ++attempt) {
@@ -122,6 +125,19 @@ Result<HttpResponse> DocumentClient::get(const std::string& url) {
     Receiver receiver{&response, impl_->options.max_bytes};
     impl_->error[0] = '\0';
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    // Per-request headers: the token (when any), plus the validator of a conditional GET.
+    std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> request_headers{
+        nullptr, curl_slist_free_all};
+    if (!if_none_match.empty() && if_none_match.find_first_of("\r\n") == std::string::npos) {
+      for (const curl_slist* h = impl_->headers.get(); h; h = h->next) {
+        request_headers.reset(curl_slist_append(request_headers.release(), h->data));
+      }
+      const std::string line = "If-None-Match: " + if_none_match;
+      request_headers.reset(curl_slist_append(request_headers.release(), line.c_str()));
+      curl_easy_setopt(c, CURLOPT_HTTPHEADER, request_headers.get());
+    } else {
+      curl_easy_setopt(c, CURLOPT_HTTPHEADER, impl_->headers.get());
+    }
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &receiver);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &receiver);
     const CURLcode rc = curl_easy_perform(c);
@@ -152,6 +168,19 @@ Result<HttpResponse> DocumentClient::get(const std::string& url) {
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms = std::min(backoff_ms * 2, 10'000);
   }
+}
+
+Result<ConditionalDocument> DocumentClient::get_document_if_changed(const std::string& url,
+                                                                    const std::string& etag) {
+  auto response = get(url, etag);
+  if (!response) return fail(response.error());
+  if (response->status == 304 && !etag.empty()) return ConditionalDocument{std::nullopt, etag};
+  if (response->status >= 400) {
+    return fail(errc::http_status, "HTTP " + std::to_string(response->status) + " " + url);
+  }
+  auto document = sitemap::parse_document(response->body);
+  if (!document) return fail(errc::bad_document, url + ": " + document.error().detail);
+  return ConditionalDocument{std::move(*document), response->etag};
 }
 
 Result<sitemap::Document> DocumentClient::get_document(const std::string& url) {

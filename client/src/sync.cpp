@@ -85,12 +85,33 @@ class Engine {
     if (options_.log) options_.log(line);
   }
   Result<void> discover_and_map();
+  // Takes the document URLs a run with the same SOURCE and --collection found before.
+  bool restore_endpoints(const SyncState& state);
+  void remember_endpoints(SyncState& state) const;
+  // A state for this source that has not synced anything yet.
+  SyncState fresh_state() const;
+  Result<void> make_mapper();
+  // One attempt at the run, with endpoints_ set.
+  Result<void> run_once(const std::optional<SyncState>& state);
   // Reads the Resource List (or every part of its index) into `fn`; returns its `at`.
   Result<std::optional<Timestamp>> read_resource_list(
       const std::function<void(const std::string& url, const Entry&)>& fn);
-  // The changes after `cursor`, or a reason to re-baseline in `rebaseline`.
+  // What the change documents were when read (for the next run's conditional GETs).
+  struct ChangeValidators {
+    bool unchanged = false;  // 304s: nothing new since `previous`
+    std::string etag;
+    bool is_index = false;
+    std::string open_url, open_etag;
+  };
+  // The changes after `cursor`, or a reason to re-baseline in `rebaseline`. With `previous`
+  // (the state of the last run), documents whose ETag did not change are not read again.
   Result<ReducedChanges> read_changes(const std::optional<Timestamp>& cursor,
-                                      std::string& rebaseline);
+                                      std::string& rebaseline, const SyncState* previous,
+                                      ChangeValidators& validators);
+  // A document of one of `types` on the source's host; absent when `etag` still holds.
+  Result<ConditionalDocument> get_document_if_changed(const std::string& url,
+                                                      std::initializer_list<DocumentType> types,
+                                                      const std::string& etag);
   Result<sitemap::Document> get_document(const std::string& url,
                                          std::initializer_list<DocumentType> types);
 
@@ -129,6 +150,43 @@ Result<void> Engine::discover_and_map() {
   auto endpoints = discover(docs_, options_.source, options_.collection);
   if (!endpoints) return fail(endpoints.error());
   endpoints_ = std::move(*endpoints);
+  return make_mapper();
+}
+
+bool Engine::restore_endpoints(const SyncState& state) {
+  if (state.source_argument != options_.source ||
+      state.collection_argument != options_.collection || state.base_url.empty() ||
+      (state.resource_list_url.empty() && state.change_list_url.empty())) {
+    return false;
+  }
+  endpoints_ = SetEndpoints{};
+  endpoints_.name = state.set_name;
+  endpoints_.base_url = state.base_url;
+  endpoints_.resource_list_url = state.resource_list_url;
+  endpoints_.change_list_url = state.change_list_url;
+  if (state.source != state.resource_list_url && state.source != state.change_list_url) {
+    endpoints_.capability_list_url = state.source;
+  }
+  return endpoints_.identity() == state.source && make_mapper().has_value();
+}
+
+SyncState Engine::fresh_state() const {
+  SyncState state;
+  remember_endpoints(state);
+  return state;
+}
+
+void Engine::remember_endpoints(SyncState& state) const {
+  state.source = endpoints_.identity();
+  state.source_argument = options_.source;
+  state.collection_argument = options_.collection;
+  state.set_name = endpoints_.name;
+  state.base_url = endpoints_.base_url;
+  state.resource_list_url = endpoints_.resource_list_url;
+  state.change_list_url = endpoints_.change_list_url;
+}
+
+Result<void> Engine::make_mapper() {
   std::vector<PathMapping> mappings{{endpoints_.base_url, ""}};
   for (const auto& [prefix, dir] : options_.maps) mappings.push_back({prefix, dir});
   auto mapper = PathMapper::create(std::move(mappings));
@@ -137,18 +195,26 @@ Result<void> Engine::discover_and_map() {
   return {};
 }
 
-Result<sitemap::Document> Engine::get_document(const std::string& url,
-                                               std::initializer_list<DocumentType> types) {
+Result<ConditionalDocument> Engine::get_document_if_changed(
+    const std::string& url, std::initializer_list<DocumentType> types, const std::string& etag) {
   if (origin_of(url) != origin_of(endpoints_.identity())) {
     return fail(errc::outside_source, "document " + url + " is not on the source's host");
   }
-  auto doc = docs_.get_document(url);
-  if (!doc) return doc;
-  if (std::find(types.begin(), types.end(), doc->type()) == types.end()) {
+  auto got = docs_.get_document_if_changed(url, etag);
+  if (!got || !got->document) return got;
+  const DocumentType type = got->document->type();
+  if (std::find(types.begin(), types.end(), type) == types.end()) {
     return fail(errc::bad_document,
-                url + ": unexpected " + std::string(sitemap::document_type_name(doc->type())));
+                url + ": unexpected " + std::string(sitemap::document_type_name(type)));
   }
-  return doc;
+  return got;
+}
+
+Result<sitemap::Document> Engine::get_document(const std::string& url,
+                                               std::initializer_list<DocumentType> types) {
+  auto got = get_document_if_changed(url, types, {});
+  if (!got) return fail(got.error());
+  return std::move(*got->document);
 }
 
 Result<std::optional<Timestamp>> Engine::read_resource_list(
@@ -171,10 +237,36 @@ Result<std::optional<Timestamp>> Engine::read_resource_list(
 }
 
 Result<ReducedChanges> Engine::read_changes(const std::optional<Timestamp>& cursor,
-                                            std::string& rebaseline) {
+                                            std::string& rebaseline, const SyncState* previous,
+                                            ChangeValidators& validators) {
   const std::string& url = endpoints_.change_list_url;
-  auto doc = get_document(url, {DocumentType::change_list, DocumentType::change_list_index});
-  if (!doc) return fail(doc.error());
+  const std::initializer_list<DocumentType> top_types{DocumentType::change_list,
+                                                      DocumentType::change_list_index};
+  // A no-op costs one or two conditional GETs: the documents read last, unchanged (304).
+  const bool known =
+      previous && previous->change_list_url == url && !previous->change_list_etag.empty();
+  auto top = get_document_if_changed(url, top_types, known ? previous->change_list_etag : "");
+  if (!top) return fail(top.error());
+  if (!top->document) {
+    if (!previous->change_list_is_index) {
+      validators.unchanged = true;
+      return ReducedChanges{};
+    }
+    if (!previous->open_list_url.empty() && !previous->open_list_etag.empty()) {
+      auto open = get_document_if_changed(previous->open_list_url, {DocumentType::change_list},
+                                          previous->open_list_etag);
+      if (!open) return fail(open.error());
+      if (!open->document) {
+        validators.unchanged = true;
+        return ReducedChanges{};
+      }
+    }
+    top = get_document_if_changed(url, top_types, "");
+    if (!top) return fail(top.error());
+  }
+  const sitemap::Document* doc = &*top->document;
+  validators.etag = top->etag;
+  validators.is_index = doc->type() == DocumentType::change_list_index;
   std::vector<MappedChange> changes;
   std::vector<ResourceFailure> unmapped;
   const auto collect = [&](const std::string& list_url, const sitemap::Document& list) {
@@ -217,9 +309,11 @@ Result<ReducedChanges> Engine::read_changes(const std::optional<Timestamp>& curs
       return ReducedChanges{};
     }
     for (const auto& list_url : selection.urls) {
-      auto list = get_document(list_url, {DocumentType::change_list});
+      auto list = get_document_if_changed(list_url, {DocumentType::change_list}, "");
       if (!list) return fail(list.error());
-      collect(list_url, *list);
+      collect(list_url, *list->document);
+      validators.open_url = list_url;  // the last one read is the open one
+      validators.open_etag = list->etag;
     }
   }
   ReducedChanges reduced = reduce_changes(std::move(changes), cursor);
@@ -441,20 +535,24 @@ Result<void> Engine::baseline() {
     delete_all(extra);
   }
 
-  SyncState state{endpoints_.identity(), report_.failures.empty(), *at, *at};
-  if (!state.baseline_complete) state.cursor.reset();
+  SyncState state = fresh_state();
+  state.baseline_complete = report_.failures.empty();
+  state.baseline_at = *at;
+  if (state.baseline_complete) state.cursor = *at;
   return save_state(state);
 }
 
 Result<bool> Engine::incremental(const SyncState& state) {
   report_.mode = SyncMode::incremental;
   std::string rebaseline;
-  auto changes = read_changes(state.cursor, rebaseline);
+  ChangeValidators validators;
+  auto changes = read_changes(state.cursor, rebaseline, &state, validators);
   if (!changes) return fail(changes.error());
   if (!rebaseline.empty()) {
     report_.rebaseline_reason = rebaseline;
     return false;
   }
+  if (validators.unchanged) return true;  // nothing new: the state stays as it is
   std::vector<std::string> deletions;
   std::vector<Wanted> wanted;
   for (auto& change : changes->changes) {
@@ -479,9 +577,14 @@ Result<bool> Engine::incremental(const SyncState& state) {
   fetch_all(wanted);
   if (report_.failures.empty()) {
     SyncState next = state;
+    remember_endpoints(next);
     if (changes->newest && (!next.cursor || *changes->newest > *next.cursor)) {
       next.cursor = changes->newest;
     }
+    next.change_list_etag = validators.etag;
+    next.change_list_is_index = validators.is_index;
+    next.open_list_url = validators.open_url;
+    next.open_list_etag = validators.open_etag;
     auto saved = save_state(next);
     if (!saved) return fail(saved.error());
   }
@@ -497,21 +600,48 @@ Result<SyncReport> Engine::sync(const std::function<void(const SyncProgress&)>& 
   auto store = StateStore::open(root_->root_fd());
   if (!store) return fail(store.error());
   store_.emplace(std::move(*store));
-  if (auto mapped = discover_and_map(); !mapped) return fail(mapped.error());
-  report_.set_name = endpoints_.name;
+  auto loaded = store_->load();
+  if (!loaded) return fail(loaded.error());
+  const std::optional<SyncState>& state = *loaded;
 
-  auto state = store_->load();
-  if (!state) return fail(state.error());
-  if (*state && (*state)->source != endpoints_.identity() && !options_.force_baseline) {
-    return fail(errc::source_changed, options_.dest + " mirrors " + (*state)->source + ", not " +
+  const bool from_state = !options_.force_baseline && state && restore_endpoints(*state);
+  if (!from_state) {
+    if (auto mapped = discover_and_map(); !mapped) return fail(mapped.error());
+  }
+  auto ran = run_once(state);
+  const auto stale = [](const Error& e) {
+    return e.code == errc::http_status || e.code == errc::bad_document ||
+           e.code == errc::outside_source;
+  };
+  if (!ran && from_state && stale(ran.error())) {
+    // The source moved its documents since the last run: find them again.
+    log("the documents found last time are gone (" + ran.error().describe() +
+        "): discovering again");
+    report_ = SyncReport{};
+    collision_keys_.clear();
+    if (auto mapped = discover_and_map(); !mapped) return fail(mapped.error());
+    ran = run_once(state);
+  }
+  if (!ran) return fail(ran.error());
+  report_.set_name = endpoints_.name;
+  report_.documents = docs_.requests();
+  report_.document_bytes = docs_.bytes_received();
+  report_.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return std::move(report_);
+}
+
+Result<void> Engine::run_once(const std::optional<SyncState>& state) {
+  if (state && state->source != endpoints_.identity() && !options_.force_baseline) {
+    return fail(errc::source_changed, options_.dest + " mirrors " + state->source + ", not " +
                                           endpoints_.identity() +
                                           " (use --baseline to mirror the new source)");
   }
-  const bool same_source = *state && (*state)->source == endpoints_.identity();
+  const bool same_source = state && state->source == endpoints_.identity();
   bool done = false;
   if (!options_.force_baseline && !endpoints_.change_list_url.empty() &&
-      (endpoints_.resource_list_url.empty() || (same_source && (*state)->baseline_complete))) {
-    SyncState from = same_source ? **state : SyncState{endpoints_.identity(), false, {}, {}};
+      (endpoints_.resource_list_url.empty() || (same_source && state->baseline_complete))) {
+    SyncState from = same_source ? *state : fresh_state();
     auto applied = incremental(from);
     if (!applied) return fail(applied.error());
     done = *applied;
@@ -530,7 +660,7 @@ Result<SyncReport> Engine::sync(const std::function<void(const SyncProgress&)>& 
     if (!same_source) {
       // Remember the new source before touching files, so a killed run is not mistaken for
       // a mirror of the old one.
-      auto saved = store_->save(SyncState{endpoints_.identity(), false, {}, {}});
+      auto saved = store_->save(fresh_state());
       if (!saved) return fail(saved.error());
     }
     const std::string reason = report_.rebaseline_reason;
@@ -538,11 +668,7 @@ Result<SyncReport> Engine::sync(const std::function<void(const SyncProgress&)>& 
     if (auto ran = baseline(); !ran) return fail(ran.error());
     report_.rebaseline_reason = reason;
   }
-  report_.documents = docs_.requests();
-  report_.document_bytes = docs_.bytes_received();
-  report_.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  return std::move(report_);
+  return {};
 }
 
 Result<AuditReport> Engine::audit() {
@@ -568,7 +694,8 @@ Result<AuditReport> Engine::audit() {
   if (!at) return fail(at.error());
   if (!endpoints_.change_list_url.empty() && *at) {
     std::string rebaseline;
-    auto changes = read_changes(*at, rebaseline);
+    ChangeValidators validators;
+    auto changes = read_changes(*at, rebaseline, nullptr, validators);
     if (!changes) return fail(changes.error());
     for (auto& change : changes->changes) {
       if (change.entry.md->change == ChangeType::deleted) {

@@ -82,7 +82,23 @@ Result<std::optional<SyncState>> StateStore::load() const {
   state.baseline_complete = json.value("baseline_complete", false);
   state.baseline_at = timestamp_from(json.value("baseline_at", nlohmann::json()), ok);
   state.cursor = timestamp_from(json.value("cursor", nlohmann::json()), ok);
-  if (!ok) return fail(errc::state_corrupt, "state.json has an unreadable datetime");
+  const auto field = [&](const char* key) {
+    const auto it = json.find(key);
+    if (it == json.end() || it->is_null()) return std::string();
+    if (!it->is_string()) ok = false;
+    return it->is_string() ? it->get<std::string>() : std::string();
+  };
+  state.source_argument = field("source_argument");
+  state.collection_argument = field("collection_argument");
+  state.set_name = field("set_name");
+  state.base_url = field("base_url");
+  state.resource_list_url = field("resource_list_url");
+  state.change_list_url = field("change_list_url");
+  state.change_list_etag = field("change_list_etag");
+  state.change_list_is_index = json.value("change_list_is_index", false);
+  state.open_list_url = field("open_list_url");
+  state.open_list_etag = field("open_list_etag");
+  if (!ok) return fail(errc::state_corrupt, "state.json has an unreadable field");
   return std::optional<SyncState>(std::move(state));
 }
 
@@ -91,7 +107,17 @@ Result<void> StateStore::save(const SyncState& state) const {
                                {"source", state.source},
                                {"baseline_complete", state.baseline_complete},
                                {"baseline_at", timestamp_json(state.baseline_at)},
-                               {"cursor", timestamp_json(state.cursor)}};
+                               {"cursor", timestamp_json(state.cursor)},
+                               {"source_argument", state.source_argument},
+                               {"collection_argument", state.collection_argument},
+                               {"set_name", state.set_name},
+                               {"base_url", state.base_url},
+                               {"resource_list_url", state.resource_list_url},
+                               {"change_list_url", state.change_list_url},
+                               {"change_list_etag", state.change_list_etag},
+                               {"change_list_is_index", state.change_list_is_index},
+                               {"open_list_url", state.open_list_url},
+                               {"open_list_etag", state.open_list_etag}};
   const std::string text = json.dump(2) + "\n";
   UniqueFd fd(::openat(dir_.get(), kStateTemp,
                        O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));

@@ -27,9 +27,18 @@ TEST_CASE("a saved state loads back", "[client][state]") {
   auto none = store->load();
   REQUIRE(none);
   CHECK_FALSE(none->has_value());
-  SyncState state{"http://h/ckpt/capabilitylist.xml", true,
-                  shardsync::sitemap::Timestamp::from_unix(1'700'000'000, 5),
-                  shardsync::sitemap::Timestamp::from_unix(1'700'000'100, 123'456'789)};
+  SyncState state;
+  state.source = "http://h/ckpt/capabilitylist.xml";
+  state.baseline_complete = true;
+  state.baseline_at = shardsync::sitemap::Timestamp::from_unix(1'700'000'000, 5);
+  state.cursor = shardsync::sitemap::Timestamp::from_unix(1'700'000'100, 123'456'789);
+  state.source_argument = "http://h/";
+  state.collection_argument = "ckpt";
+  state.change_list_url = "http://h/ckpt/.resourcesync/changelist.xml";
+  state.change_list_etag = "\"abc\"";
+  state.change_list_is_index = true;
+  state.open_list_url = "http://h/ckpt/.resourcesync/changelist-00002.xml";
+  state.open_list_etag = "\"def\"";
   REQUIRE(store->save(state));
   auto loaded = store->load();
   REQUIRE(loaded);
@@ -38,6 +47,13 @@ TEST_CASE("a saved state loads back", "[client][state]") {
   CHECK((*loaded)->baseline_complete);
   CHECK((*loaded)->baseline_at == state.baseline_at);
   CHECK((*loaded)->cursor == state.cursor);
+  CHECK((*loaded)->source_argument == state.source_argument);
+  CHECK((*loaded)->collection_argument == state.collection_argument);
+  CHECK((*loaded)->change_list_url == state.change_list_url);
+  CHECK((*loaded)->change_list_etag == state.change_list_etag);
+  CHECK((*loaded)->change_list_is_index);
+  CHECK((*loaded)->open_list_url == state.open_list_url);
+  CHECK((*loaded)->open_list_etag == state.open_list_etag);
   CHECK_FALSE(std::filesystem::exists(dir / ".shardsync/state.json.tmp"));
 }
 

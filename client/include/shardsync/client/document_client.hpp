@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "shardsync/result.hpp"
@@ -37,6 +38,13 @@ struct HttpResponse {
   std::string body;           // decoded
   std::string content_type;
   std::string link_header;  // every Link header value, joined with ", "
+  std::string etag;         // the ETag header, as sent (quotes and W/ included)
+};
+
+// A document fetched with If-None-Match: absent when the server answered 304.
+struct ConditionalDocument {
+  std::optional<sitemap::Document> document;
+  std::string etag;  // the new ETag (empty when the server sent none)
 };
 
 class DocumentClient {
@@ -46,12 +54,17 @@ class DocumentClient {
   DocumentClient(const DocumentClient&) = delete;
   DocumentClient& operator=(const DocumentClient&) = delete;
 
-  // GET `url`. Any status is a response (callers decide); no response is an error.
-  [[nodiscard]] Result<HttpResponse> get(const std::string& url);
+  // GET `url` (with `If-None-Match: if_none_match` when not empty). Any status is a
+  // response (callers decide); no response is an error.
+  [[nodiscard]] Result<HttpResponse> get(const std::string& url,
+                                         const std::string& if_none_match = {});
 
   // GET and parse a ResourceSync document; errc::http_status for status >= 400,
   // errc::bad_document when it does not parse (detail: URL and line).
   [[nodiscard]] Result<sitemap::Document> get_document(const std::string& url);
+  // The same, unless the server says the document still has the ETag `etag` (304).
+  [[nodiscard]] Result<ConditionalDocument> get_document_if_changed(const std::string& url,
+                                                                    const std::string& etag);
 
   // Bytes of response bodies received so far (for reports).
   [[nodiscard]] std::uint64_t bytes_received() const { return bytes_received_; }

@@ -23,6 +23,16 @@ struct SyncState {
   // Changes with a datetime at or after this are still to be applied (inclusive: several
   // changes may share one datetime, and applying a change twice is harmless).
   std::optional<sitemap::Timestamp> cursor;
+
+  // How SOURCE (and --collection) resolved, so that a run with the same arguments goes
+  // straight to the documents (discovery again only when they are gone).
+  std::string source_argument, collection_argument;
+  std::string set_name, base_url, resource_list_url, change_list_url;
+  // Validators of the change documents read last: a run whose conditional GETs all come
+  // back 304 has nothing to apply. Under an index, the open list read last is kept too.
+  std::string change_list_etag;
+  bool change_list_is_index = false;
+  std::string open_list_url, open_list_etag;
 };
 
 // The open state directory of one destination, locked (flock) for the lifetime of this

@@ -11,6 +11,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
@@ -20,8 +21,10 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "committer.hpp"
 #include "shardsync/client/errc.hpp"
 #include "shardsync/sitemap/digest.hpp"
 #include "shardsync/unique_fd.hpp"
@@ -840,4 +843,202 @@ TEST_CASE("partial file names are stable and hide the leaf", "[client][download]
   CHECK(partial_name("a.bin") != partial_name("b.bin"));
   CHECK(partial_name("a.bin").size() == std::string(".shardsync-part-").size() + 16);
   CHECK(partial_name("a.bin").starts_with(".shardsync-part-"));
+}
+
+TEST_CASE("many small files across directories are committed, each directory lent per job",
+          "[client][download]") {
+  Rig rig;
+  constexpr int kDirs = 5;
+  constexpr std::uint64_t kFiles = 200;
+  for (int d = 0; d < kDirs; ++d) fs::create_directory(rig.dest / ("d" + std::to_string(d)));
+  std::vector<std::string> bytes;
+  for (std::uint64_t i = 0; i < kFiles; ++i) {
+    bytes.push_back(rig.publish("s" + std::to_string(i), 1000 + i, unsigned(i)));
+  }
+  const auto dir_of = [&](std::uint64_t i) { return "d" + std::to_string(i % kDirs); };
+  // Like the sync engine: a directory fd opened per job and closed in its on_done, so the
+  // batched directory fsyncs must use fds of the downloader's own (a closed or reused fd
+  // would fail them, or sync another directory).
+  std::map<std::uint64_t, UniqueFd> lent;
+  std::uint64_t next = 0;
+  std::uint64_t succeeded = 0;
+  DownloaderOptions options = fast_options();
+  options.commit_threads = 3;
+  Downloader downloader(options);
+  downloader.run(
+      [&]() -> std::optional<DownloadJob> {
+        if (next == kFiles) return std::nullopt;
+        const std::uint64_t i = next++;
+        UniqueFd dir(::open((rig.dest / dir_of(i)).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        DownloadJob job = rig.job("f" + std::to_string(i), bytes[i],
+                                  rig.server.base() + "s" + std::to_string(i), i);
+        job.dir_fd = dir.get();
+        job.lastmod = shardsync::sitemap::Timestamp::from_unix(
+            1'600'000'000 + static_cast<std::int64_t>(i), 0);
+        lent.emplace(i, std::move(dir));
+        return job;
+      },
+      [&](DownloadResult&& result) {
+        INFO("file " << result.id << ": " << describe(result));
+        CHECK(result.outcome);
+        // Committed means: under the final name, complete, with its mtime.
+        const fs::path path = rig.dest / dir_of(result.id) / ("f" + std::to_string(result.id));
+        CHECK(read_file(path) == bytes[result.id]);
+        struct stat st {};
+        CHECK(::stat(path.c_str(), &st) == 0);
+        CHECK(st.st_mtim.tv_sec == 1'600'000'000 + static_cast<time_t>(result.id));
+        REQUIRE(lent.erase(result.id) == 1);  // once per job; its directory fd closed here
+        if (result.outcome) ++succeeded;
+      });
+  CHECK(succeeded == kFiles);
+  CHECK(lent.empty());
+  for (int d = 0; d < kDirs; ++d) {
+    for (const auto& entry : fs::directory_iterator(rig.dest / ("d" + std::to_string(d)))) {
+      CHECK_FALSE(entry.path().filename().string().starts_with(".shardsync-part-"));
+    }
+  }
+}
+
+TEST_CASE("an exception from on_done with commits in flight ends the run; a rerun completes",
+          "[client][download]") {
+  Rig rig;
+  std::vector<DownloadJob> jobs;
+  std::vector<std::string> bytes;
+  for (std::uint64_t i = 0; i < 30; ++i) {
+    bytes.push_back(rig.publish("s" + std::to_string(i), 5000, unsigned(i)));
+    jobs.push_back(rig.job("f" + std::to_string(i), bytes.back(),
+                           rig.server.base() + "s" + std::to_string(i), i));
+  }
+  {
+    std::size_t next = 0;
+    int done = 0;
+    Downloader downloader(fast_options());
+    CHECK_THROWS_AS(downloader.run(
+                        [&]() -> std::optional<DownloadJob> {
+                          if (next == jobs.size()) return std::nullopt;
+                          return jobs[next++];
+                        },
+                        [&](DownloadResult&&) {
+                          if (++done == 3) throw std::runtime_error("caller gave up");
+                        }),
+                    std::runtime_error);
+  }
+  const auto results = run_jobs(fast_options(), jobs);
+  REQUIRE(results.size() == jobs.size());
+  for (const auto& [id, result] : results) {
+    INFO("file " << id << ": " << describe(result));
+    REQUIRE(result.outcome);
+    CHECK(read_file(rig.dest / ("f" + std::to_string(id))) == bytes[id]);
+  }
+  CHECK(rig.partials().empty());
+}
+
+TEST_CASE("the committer fsyncs each directory once per batch, with its own fds",
+          "[client][download]") {
+  using shardsync::client::detail::CommitDone;
+  using shardsync::client::detail::CommitJob;
+  using shardsync::client::detail::Committer;
+  TempDir dest;
+  constexpr int kDirs = 3;
+  constexpr int kFiles = 30;
+  std::vector<UniqueFd> dirs;
+  for (int d = 0; d < kDirs; ++d) {
+    fs::create_directory(dest / ("d" + std::to_string(d)));
+    dirs.emplace_back(
+        ::open((dest / ("d" + std::to_string(d))).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  }
+  std::atomic<int> wakes{0};
+  Committer committer(2, [&] { ++wakes; });
+  for (int i = 0; i < kFiles; ++i) {
+    const int dir = dirs[static_cast<std::size_t>(i % kDirs)].get();
+    const std::string temp = ".part-" + std::to_string(i);
+    UniqueFd file(::openat(dir, temp.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644));
+    REQUIRE(file);
+    REQUIRE(::write(file.get(), "data", 4) == 4);
+    REQUIRE(::fsetxattr(file.get(), "user.test", "v", 1, 0) == 0);
+    committer.submit(CommitJob{.token = std::uint64_t(i),
+                               .file = std::move(file),
+                               .body = {},
+                               .dir_fd = dir,
+                               .temp_name = temp,
+                               .leaf = "f" + std::to_string(i),
+                               .drop_xattr = "user.test",
+                               .mtime = timespec{1'500'000'000, 0}});
+  }
+  // A leaf that cannot be renamed onto (a non-empty directory): the file comes back.
+  fs::create_directories(dest / "d0" / "busy" / "x");
+  UniqueFd blocked(::openat(dirs[0].get(), ".part-busy", O_CREAT | O_RDWR | O_CLOEXEC, 0644));
+  committer.submit(CommitJob{.token = 999,
+                             .file = std::move(blocked),
+                             .body = {},
+                             .dir_fd = dirs[0].get(),
+                             .temp_name = ".part-busy",
+                             .leaf = "busy",
+                             .drop_xattr = {},
+                             .mtime = std::nullopt});
+  // Bodies held in memory: the file is created here; a failed one leaves no temp file.
+  fs::create_directories(dest / "d1" / "busy" / "x");
+  for (const std::string leaf : {"held", "busy"}) {
+    committer.submit(CommitJob{.token = leaf == "held" ? 1000u : 1001u,
+                               .file = UniqueFd{},
+                               .body = "held bytes",
+                               .dir_fd = dirs[1].get(),
+                               .temp_name = ".part-" + leaf,
+                               .leaf = leaf,
+                               .drop_xattr = {},
+                               .mtime = std::nullopt});
+  }
+  std::vector<CommitDone> done;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (done.size() < kFiles + 3 && Clock::now() < deadline) {
+    for (CommitDone& d : committer.take_done()) done.push_back(std::move(d));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  REQUIRE(done.size() == kFiles + 3);
+  CHECK(wakes == kFiles + 3);
+  // The caller's directory fds go once its jobs are done; the directory fsyncs still happen.
+  dirs.clear();
+  for (const CommitDone& d : done) {
+    INFO("token " << d.token);
+    if (d.token == 999) {
+      CHECK_FALSE(d.renamed);
+      REQUIRE(d.error);
+      CHECK(d.error->code == errc::io_error);
+      CHECK(d.file);  // handed back: the caller decides on the partial
+      continue;
+    }
+    if (d.token == 1000) {
+      CHECK(d.renamed);
+      CHECK_FALSE(d.error);
+      CHECK(read_file(dest / "d1" / "held") == "held bytes");
+      continue;
+    }
+    if (d.token == 1001) {
+      CHECK_FALSE(d.renamed);
+      CHECK(d.error);
+      CHECK_FALSE(d.file);
+      CHECK_FALSE(fs::exists(dest / "d1" / ".part-busy"));
+      continue;
+    }
+    CHECK(d.renamed);
+    CHECK_FALSE(d.error);
+    CHECK_FALSE(d.file);
+    const fs::path path =
+        dest / ("d" + std::to_string(d.token % kDirs)) / ("f" + std::to_string(d.token));
+    CHECK(read_file(path) == "data");
+    char value[8];
+    CHECK(::getxattr(path.c_str(), "user.test", value, sizeof value) < 0);
+    struct stat st {};
+    CHECK(::stat(path.c_str(), &st) == 0);
+    CHECK(st.st_mtim.tv_sec == 1'500'000'000);
+  }
+  const auto error = committer.sync_dirs();
+  CHECK_FALSE(error);
+  // At least once per directory (a round may have run meanwhile), never once per file.
+  const std::size_t syncs = committer.dir_syncs();
+  CHECK(syncs >= std::size_t(kDirs));
+  CHECK(syncs < std::size_t(kFiles));
+  // Nothing renamed since: nothing to sync.
+  CHECK_FALSE(committer.sync_dirs());
+  CHECK(committer.dir_syncs() == syncs);
 }

@@ -4,13 +4,22 @@
 // Each job's bytes go to a temp file in the target's own directory,
 // `.shardsync-part-<16 hex>` (the hex is from sha-256 of the leaf name, so a rerun finds it),
 // are hashed as they arrive (never re-read), and take the final name only when length and
-// hash match the listed values: fsync → renameat → fsync of the directory. The mtime is set
-// to `lastmod` before the rename. A partial file left by an interrupted run is resumed with
-// `Range` + `If-Range` (the validator — strong ETag, else Last-Modified — is kept in the
-// partial's `user.shardsync.validator` xattr; without it the partial is discarded); its
-// existing bytes are hashed once to continue the digest. A 200 to a range request, a 206 with
-// another start, or a digest mismatch discards the partial and starts over; a 416 means
-// "complete" only when its Content-Range length is the partial's, else it is discarded too.
+// hash match the listed values and the bytes are on disk: fdatasync → renameat, on a
+// committer thread, so no crash can leave a torn file under a final name. A body that
+// arrives whole within one write batch is kept in memory and written to its temp file by the
+// committer once verified. The mtime is set to `lastmod` before the rename. The directories
+// renamed into are fsynced in batches (every ~2,000 renames or second, and all before run()
+// returns), not once per file: on_done reports the rename, and the renames are durable when
+// run() returns. A crash before that may undo a reported rename (the file is then fetched
+// again), never expose a torn file.
+// A partial file left by an interrupted run is resumed with `Range` + `If-Range` (the
+// validator — strong ETag, else Last-Modified — is stored in the partial's
+// `user.shardsync.validator` xattr before the first bytes it covers, except for a body
+// complete in its first write, which is committed next; without it the partial is
+// discarded); its existing bytes are hashed once to continue the digest. A 200 to a range
+// request, a 206 with another start, or a digest mismatch discards the partial and starts
+// over; a 416 means "complete" only when its Content-Range length is the partial's, else it
+// is discarded too.
 // Timeouts, stalls (low-speed limit), truncated bodies and 5xx/408/429 are retried with
 // exponential backoff (capped; Retry-After honoured up to the cap); bytes received before a
 // failure are kept and the retry asks for the rest. After the retries of the primary URL,
@@ -23,8 +32,9 @@
 // a body is never resumed. Redirects: at most 5, http(s) only, no credentials forwarded to
 // other hosts.
 //
-// Threads: run() drives libcurl on the calling thread and starts one hashing thread for its
-// duration. curl_global_init must have been called (main does).
+// Threads: run() drives libcurl on the calling thread and starts, for its duration, one
+// hashing thread and `commit_threads` committer threads. curl_global_init must have been
+// called (main does).
 
 #include <cstdint>
 #include <functional>
@@ -83,6 +93,11 @@ struct DownloaderOptions {
   // between the copy, the write and the hash.
   long receive_buffer_bytes = 512 * 1024;
   std::size_t write_batch_bytes = 256 * 1024;
+  // Threads that write held bodies, fdatasync and rename verified files, so the curl thread
+  // never waits for the disk (~1 ms a file here). fdatasync mostly waits on I/O, and the
+  // block layer merges concurrent cache flushes, so a few beat one even on 2 cores: 20,000
+  // × 16 KiB files took 9–15 s with 2, 8–13 s with 4 or 8 (interleaved, loaded 2-core VM).
+  int commit_threads = 4;
   // Trust store and client certificate options for https; empty: system defaults.
   std::string ca_file;
   // Receives human-readable retry/resume lines; may be empty.
@@ -97,10 +112,17 @@ class Downloader {
   Downloader& operator=(const Downloader&) = delete;
 
   // Runs until next_job() returns nullopt and every started job has finished. next_job is
-  // pulled whenever a slot is free, so callers can produce jobs lazily. on_done is called once
-  // per job, on_bytes with body bytes as they arrive; all callbacks run on the calling thread.
+  // pulled whenever a slot is free (a job holds its slot until on_done), so callers can
+  // produce jobs lazily. on_done is called once per job, on_bytes with body bytes as they
+  // arrive; all callbacks run on the calling thread. A successful on_done means the file has
+  // its final name with verified, fdatasynced bytes; the directory entries are durable when
+  // run() returns (fsynced in batches; the downloader keeps its own fds of the directories,
+  // so the caller may close a job's dir_fd in its on_done). Record the files as committed
+  // only after run() returns.
   // An exception from a callback stops the run (transfers abandoned, partial files kept for
-  // the next run) and propagates.
+  // the next run) and propagates. A failed directory fsync, known only after its files were
+  // reported, throws std::system_error (errc::io_error or disk_full) once every job is done:
+  // those renames may not survive a crash, so the caller must not record them.
   void run(const std::function<std::optional<DownloadJob>()>& next_job,
            const std::function<void(DownloadResult&&)>& on_done,
            const std::function<void(std::uint64_t bytes)>& on_bytes = {});

@@ -86,46 +86,85 @@ void Committer::loop() {
       }
       continue;
     }
-    CommitJob job = std::move(queue_.front());
-    queue_.pop_front();
+    // Everything queued (up to kBatchJobs) commits as one batch: one syncfs for all.
+    std::vector<CommitJob> jobs;
+    while (!queue_.empty() && jobs.size() < kBatchJobs) {
+      jobs.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
     lock.unlock();
-    CommitDone done;
-    done.token = job.token;
-    commit(job, done);
+    std::vector<CommitDone> dones = commit_batch(jobs);
     lock.lock();
-    done_.push_back(std::move(done));
+    for (CommitDone& done : dones) done_.push_back(std::move(done));
     lock.unlock();
     if (wake_) wake_();
     lock.lock();
   }
 }
 
-void Committer::commit(CommitJob& job, CommitDone& done) {
-  bool created = false;
-  const auto failed = [&](Error error) {
-    done.error = std::move(error);
-    if (created) {
-      // Made here, without resume state: of no use to a rerun.
-      job.file.reset();
-      ::unlinkat(job.dir_fd, job.temp_name.c_str(), 0);
-    } else {
-      done.file = std::move(job.file);
+std::vector<CommitDone> Committer::commit_batch(std::vector<CommitJob>& jobs) {
+  std::vector<CommitDone> dones(jobs.size());
+  std::vector<std::size_t> ready;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    dones[i].token = jobs[i].token;
+    if (prepare(jobs[i], dones[i])) ready.push_back(i);
+  }
+  // The data (and the size that reaches it) durable before the name points at it. One file:
+  // fdatasync. Several: one syncfs — a single writeback and device flush for the batch,
+  // where an fdatasync each costs a flush each (~1 ms here: the small-file rate's ceiling).
+  // The mtime may lag: a file whose mtime was lost is re-checked by its digest, never wrong.
+  if (ready.size() == 1) {
+    CommitJob& job = jobs[ready[0]];
+    if (::fdatasync(job.file.get()) != 0) {
+      fail(job, dones[ready[0]], os_error(errno, "fsync of " + job.temp_name));
+      ready.clear();
     }
-  };
+  } else if (ready.size() > 1 && ::syncfs(jobs[ready[0]].file.get()) != 0) {
+    const int error = errno;
+    for (std::size_t i : ready) {
+      fail(jobs[i], dones[i], os_error(error, "syncing the file system of " + jobs[i].temp_name));
+    }
+    ready.clear();
+  }
+  for (std::size_t i : ready) rename_into_place(jobs[i], dones[i]);
+  return dones;
+}
+
+// A job that failed: a temp file made here (no resume state) goes; a downloaded one goes back.
+void Committer::fail(CommitJob& job, CommitDone& done, Error error) {
+  done.error = std::move(error);
+  if (job.created) {
+    job.file.reset();
+    ::unlinkat(job.dir_fd, job.temp_name.c_str(), 0);
+  } else {
+    done.file = std::move(job.file);
+  }
+}
+
+// Everything but durability and the rename: the file written (when held in memory), the resume
+// xattr dropped, the mtime set. False when the job failed.
+bool Committer::prepare(CommitJob& job, CommitDone& done) {
   if (!job.file) {
-    if (auto error = write_new(job, created)) return failed(std::move(*error));
+    if (auto error = write_new(job)) {
+      fail(job, done, std::move(*error));
+      return false;
+    }
   }
   const int fd = job.file.get();
   if (!job.drop_xattr.empty()) ::fremovexattr(fd, job.drop_xattr.c_str());
   if (job.mtime) {
     const timespec times[2] = {{0, UTIME_OMIT}, *job.mtime};
-    if (::futimens(fd, times) != 0) return failed(os_error(errno, "setting mtime of " + job.leaf));
+    if (::futimens(fd, times) != 0) {
+      fail(job, done, os_error(errno, "setting mtime of " + job.leaf));
+      return false;
+    }
   }
-  // The data (and the size that reaches it) durable before the name points at it; the mtime
-  // may lag: a file whose mtime was lost is re-checked by its digest, never wrong.
-  if (::fdatasync(fd) != 0) return failed(os_error(errno, "fsync of " + job.temp_name));
+  return true;
+}
+
+void Committer::rename_into_place(CommitJob& job, CommitDone& done) {
   if (::renameat(job.dir_fd, job.temp_name.c_str(), job.dir_fd, job.leaf.c_str()) != 0) {
-    return failed(os_error(errno, "renaming " + job.temp_name + " to " + job.leaf));
+    return fail(job, done, os_error(errno, "renaming " + job.temp_name + " to " + job.leaf));
   }
   done.renamed = true;
   job.file.reset();
@@ -133,7 +172,7 @@ void Committer::commit(CommitJob& job, CommitDone& done) {
 }
 
 // Creates the temp file with job.body (replacing a name nobody should have made meanwhile).
-std::optional<Error> Committer::write_new(CommitJob& job, bool& created) {
+std::optional<Error> Committer::write_new(CommitJob& job) {
   const auto create = [&] {
     job.file = UniqueFd(::openat(job.dir_fd, job.temp_name.c_str(),
                                  O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644));
@@ -143,7 +182,7 @@ std::optional<Error> Committer::write_new(CommitJob& job, bool& created) {
     create();
   }
   if (!job.file) return os_error(errno, "cannot open " + job.temp_name + " for " + job.leaf);
-  created = true;
+  job.created = true;
   std::size_t written = 0;
   while (written < job.body.size()) {
     const ssize_t n = ::write(job.file.get(), job.body.data() + written, job.body.size() - written);

@@ -237,6 +237,14 @@ struct Downloader::Impl {
   std::unique_ptr<Committer> committer;
   std::map<std::uint64_t, std::unique_ptr<Transfer>> transfers;
   std::uint64_t next_token = 1;
+  // Transfers handed to the committer: they no longer hold one of the `parallel` slots (a
+  // commit waits for the disk, not the network), up to kMaxCommitting of them.
+  std::size_t committing = 0;
+  static constexpr std::size_t kMaxCommitting = 256;
+  bool slot_free() const {
+    return transfers.size() - committing < static_cast<std::size_t>(options.parallel) &&
+           committing < kMaxCommitting;
+  }
   const std::function<void(DownloadResult&&)>* on_done = nullptr;
   const std::function<void(std::uint64_t)>* on_bytes = nullptr;
   std::exception_ptr callback_error;
@@ -299,6 +307,7 @@ void Downloader::Impl::run(const std::function<std::optional<DownloadJob>()>& ne
       impl.committer.reset();  // before the caller may close the directories it lent
       impl.pipeline.reset();
       impl.transfers.clear();
+      impl.committing = 0;
       impl.callback_error = nullptr;
     }
   } cleanup{*this};
@@ -306,7 +315,7 @@ void Downloader::Impl::run(const std::function<std::optional<DownloadJob>()>& ne
   bool exhausted = false;
   for (;;) {
     // Refill: next_job is pulled only while a slot is free (callers may produce lazily).
-    while (!exhausted && transfers.size() < static_cast<std::size_t>(options.parallel)) {
+    while (!exhausted && slot_free()) {
       std::optional<DownloadJob> job = next_job();
       if (!job) {
         exhausted = true;
@@ -352,8 +361,7 @@ void Downloader::Impl::run(const std::function<std::optional<DownloadJob>()>& ne
     for (Transfer* t : due) start_request(*t);
     if (!due.empty()) continue;  // new handles: perform at once
     // A slot came free (or all are): refill, or end, before sleeping.
-    if (transfers.empty() ||
-        (!exhausted && transfers.size() < static_cast<std::size_t>(options.parallel))) {
+    if (transfers.empty() || (!exhausted && slot_free())) {
       continue;
     }
     curl_multi_poll(multi.get(), nullptr, 0, static_cast<int>(wait.count()), nullptr);
@@ -876,7 +884,7 @@ void Downloader::Impl::next_url(Transfer& t, Error error) {
   t.due = Clock::now();
 }
 
-// Hands the verified file to the committer; the job keeps its slot until committed().
+// Hands the verified file to the committer; its transfer slot is free for the next job.
 void Downloader::Impl::commit(Transfer& t) {
   CommitJob job{.token = t.token,
                 .file = std::move(t.fd),
@@ -892,10 +900,12 @@ void Downloader::Impl::commit(Transfer& t) {
                          static_cast<long>(t.job.lastmod->nanos)};
   }
   t.state = State::committing;
+  ++committing;
   committer->submit(std::move(job));
 }
 
 void Downloader::Impl::committed(Transfer& t, CommitDone done) {
+  --committing;
   if (done.file) t.fd = std::move(done.file);  // not renamed: fail() decides on the partial
   if (done.renamed) t.temp_name.clear();       // the name is the final one: nothing to clean up
   if (done.error) return fail(t, std::move(*done.error));

@@ -98,10 +98,15 @@ class FaultServer {
     return base() + name + "?seq=" + seq + "&key=" + key + extra;
   }
   // The requests the server saw for `key`.
-  nlohmann::json requests(const std::string& key) const {
+  nlohmann::json requests(const std::string& key) const { return get_json("_log?key=" + key); }
+  // The most file requests the server answered at once.
+  int most_active() const { return get_json("_stats")["most_active"].get<int>(); }
+
+ private:
+  nlohmann::json get_json(const std::string& target) const {
     std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> easy(curl_easy_init(), curl_easy_cleanup);
     std::string body;
-    const std::string url = base() + "_log?key=" + key;
+    const std::string url = base() + target;
     curl_easy_setopt(easy.get(), CURLOPT_URL, url.c_str());
     curl_easy_setopt(
         easy.get(), CURLOPT_WRITEFUNCTION, +[](char* data, std::size_t, std::size_t n, void* user) {
@@ -113,7 +118,6 @@ class FaultServer {
     return nlohmann::json::parse(body);
   }
 
- private:
   void stop() {
     if (pid_ > 0) {
       ::kill(pid_, SIGTERM);
@@ -264,19 +268,19 @@ TEST_CASE("parallel downloads of many files end byte-identical with their digest
 
 TEST_CASE("jobs are pulled only while a transfer slot is free", "[client][download]") {
   Rig rig;
-  const std::string bytes = rig.publish("a.bin", 50'000);
+  const std::string bytes = rig.publish("a.bin", 200'000);
   DownloaderOptions options = fast_options();
   options.parallel = 2;
   int pulled = 0;
   int done = 0;
-  int most_in_flight = 0;
   Downloader downloader(options);
   downloader.run(
       [&]() -> std::optional<DownloadJob> {
         if (pulled == 7) return std::nullopt;
         ++pulled;
-        most_in_flight = std::max(most_in_flight, pulled - done);
-        return rig.job("a" + std::to_string(pulled), bytes, rig.server.base() + "a.bin",
+        // Slow bodies: transfers overlap whenever slots allow it.
+        return rig.job("a" + std::to_string(pulled), bytes,
+                       rig.server.url("a.bin", "slow", "a" + std::to_string(pulled), "&stall=0.2"),
                        std::uint64_t(pulled));
       },
       [&](DownloadResult&& result) {
@@ -284,7 +288,8 @@ TEST_CASE("jobs are pulled only while a transfer slot is free", "[client][downlo
         ++done;
       });
   CHECK(done == 7);
-  CHECK(most_in_flight <= 2);
+  // Files being committed free their slot; requests never exceed `parallel`.
+  CHECK(rig.server.most_active() == 2);
 }
 
 TEST_CASE("a file listed with only sha-1 or md5 is verified with it and reports sha-256",
@@ -995,7 +1000,9 @@ TEST_CASE("the committer fsyncs each directory once per batch, with its own fds"
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   REQUIRE(done.size() == kFiles + 3);
-  CHECK(wakes == kFiles + 3);
+  // One wake per batch: the jobs queued while a worker was busy commit together.
+  CHECK(wakes >= 1);
+  CHECK(wakes <= kFiles + 3);
   // The caller's directory fds go once its jobs are done; the directory fsyncs still happen.
   dirs.clear();
   for (const CommitDone& d : done) {

@@ -20,6 +20,7 @@ Content-Length, and honours `Range: bytes=N-` / `bytes=N-M` and `If-Range`. The 
     chunk_trunc      chunked, half of the body, close without the last chunk
     rst              Content-Length, half of the body, then a TCP reset (SO_LINGER 0)
     stall            Content-Length, half of the body, then silence for `stall` seconds
+    slow             the well-behaved response, after `stall` seconds
 
 (`cut=N` sends N bytes instead of half.)
     range_ignored    200 with the whole body even when a Range was asked for
@@ -41,7 +42,8 @@ Modes combine with "+": `weak+short_cl` cuts a response that has a weak ETag, `g
 encoded one.
 
 GET /_log?key=KEY returns the requests seen for KEY as JSON: mode, range, if_range,
-authorization, host, accept_encoding.
+authorization, host, accept_encoding. GET /_stats returns {"most_active": N}: the most file
+requests this server was answering at once.
 """
 
 import gzip
@@ -61,6 +63,7 @@ ROOT = "."
 LOCK = threading.Lock()
 COUNTS = {}
 LOGS = {}
+ACTIVE = [0, 0]  # requests being answered now, and the most at once
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -77,6 +80,20 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 body = json.dumps(LOGS.get(param("key", ""), [])).encode()
             return self.send_simple(200, body, "application/json")
+        if url.path == "/_stats":
+            with LOCK:
+                body = json.dumps({"most_active": ACTIVE[1]}).encode()
+            return self.send_simple(200, body, "application/json")
+        with LOCK:
+            ACTIVE[0] += 1
+            ACTIVE[1] = max(ACTIVE[1], ACTIVE[0])
+        try:
+            self.serve_file(url, param)
+        finally:
+            with LOCK:
+                ACTIVE[0] -= 1
+
+    def serve_file(self, url, param):
 
         key = param("key", self.path)
         seq = (param("seq", "ok") or "ok").split(",")
@@ -154,6 +171,8 @@ class Handler(BaseHTTPRequestHandler):
         self.deliver(flags, status, headers, body, float(param("stall", "5")), cut)
 
     def deliver(self, flags, status, headers, body, stall, cut=None):
+        if "slow" in flags:
+            time.sleep(stall)
         half = body[: len(body) // 2 if cut is None else cut]
         if flags & {"short_cl", "rst", "stall"}:
             self.start(status, headers, {"Content-Length": str(len(body))})

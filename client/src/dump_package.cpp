@@ -232,6 +232,9 @@ class Unpacker {
   const PathMapper& mapper_;
   const UnpackHooks& hooks_;
   UnpackReport report_;
+  const bool change_dump_ =
+      options_.manifest_capability == sitemap::Capability::changedump_manifest;
+  std::map<std::string, std::size_t> last_change_;  // path -> its last entry (Change Dumps)
   std::map<std::uint64_t, Pending> pending_;
   std::uint64_t next_token_ = 0;
   std::mutex wake_mutex_;
@@ -241,6 +244,12 @@ class Unpacker {
 };
 
 Result<UnpackReport> Unpacker::run(sitemap::Document manifest) {
+  if (change_dump_) {
+    for (std::size_t i = 0; i < manifest.entries.size(); ++i) {
+      auto path = mapper_.local_path(resolve_url(options_.package_url, manifest.entries[i].loc));
+      if (path) last_change_[*path] = i;
+    }
+  }
   std::unordered_set<std::string> named;
   for (std::size_t i = 0; i < manifest.entries.size(); ++i) {
     const Entry& entry = manifest.entries[i];
@@ -285,6 +294,8 @@ void Unpacker::unpack_entry(const Entry& entry, std::size_t index) {
     return;
   }
   result.path = *path;
+  // A Change Dump may change one resource several times: only its last change matters.
+  if (change_dump_ && last_change_[result.path] != index) return;
   if (hooks_.select && !hooks_.select(index, result.path, entry)) return;
   const std::size_t slot = report_.entries.size();
   report_.entries.push_back(std::move(result));
@@ -296,7 +307,7 @@ void Unpacker::unpack_entry(const Entry& entry, std::size_t index) {
   if (hooks_.claim) {
     if (auto refused = hooks_.claim(r.path)) return failed(std::move(*refused));
   }
-  if (entry.md && entry.md->change == sitemap::ChangeType::deleted) {
+  if (change_dump_ && entry.md && entry.md->change == sitemap::ChangeType::deleted) {
     r.outcome = UnpackedEntry::Outcome::deleted_change;
     return;
   }

@@ -4,10 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "committer.hpp"
+#include "shardsync/client/change_plan.hpp"
 #include "shardsync/client/discovery.hpp"
 #include "shardsync/client/downloader.hpp"
 #include "shardsync/client/errc.hpp"
@@ -24,6 +26,7 @@ constexpr const char* kDumpDir = "dumps";
 
 struct PackageRef {
   std::string url;
+  std::optional<sitemap::Timestamp> from, until;  // Change Dump packages
   std::optional<std::uint64_t> length;
   sitemap::HashList hashes;
   std::string contents_url;  // the advertised manifest copy, or empty
@@ -50,10 +53,13 @@ std::string package_file_name(const std::string& url) {
 }
 
 PackageRef package_of(const std::string& dump_url, const Entry& entry) {
-  PackageRef ref{resolve_url(dump_url, entry.loc), std::nullopt, {}, {}};
+  PackageRef ref;
+  ref.url = resolve_url(dump_url, entry.loc);
   if (entry.md) {
     ref.length = entry.md->length;
     ref.hashes = entry.md->hash;
+    ref.from = entry.md->from;
+    ref.until = entry.md->until;
   }
   if (const sitemap::Link* contents = entry.find_link("contents")) {
     ref.contents_url = resolve_url(dump_url, contents->href);
@@ -63,22 +69,33 @@ PackageRef package_of(const std::string& dump_url, const Entry& entry) {
 
 class DumpRun {
  public:
-  DumpRun(const DumpContext& context, UniqueFd dir) : context_(context), dir_(std::move(dir)) {}
+  DumpRun(const DumpContext& context, UniqueFd dir, sitemap::Capability manifest_capability,
+          UnpackHooks hooks)
+      : context_(context),
+        dir_(std::move(dir)),
+        capability_(manifest_capability),
+        hooks_(std::move(hooks)) {}
 
-  // Fetches then unpacks the packages, `parallel` at a time.
-  void run(const std::vector<PackageRef>& packages, DumpBaseline& result);
+  // Fetches then unpacks the packages in order, `parallel` at a time; with `stop_on_failure`
+  // none after the first that fails. False when a package or one of its entries failed.
+  bool run(const std::vector<PackageRef>& packages, DumpBaseline& result,
+           bool stop_on_failure = false);
 
  private:
   void log(const std::string& line) const {
     if (context_.log) context_.log(line);
   }
-  void unpack_one(const PackageRef& package, const std::string& file, DumpBaseline& result);
+  bool unpack_one(const PackageRef& package, const std::string& file, DumpBaseline& result);
 
   const DumpContext& context_;
   UniqueFd dir_;
+  sitemap::Capability capability_;
+  UnpackHooks hooks_;
 };
 
-void DumpRun::run(const std::vector<PackageRef>& packages, DumpBaseline& result) {
+bool DumpRun::run(const std::vector<PackageRef>& packages, DumpBaseline& result,
+                  bool stop_on_failure) {
+  bool all = true;
   const auto& o = context_.options;
   const std::size_t batch = static_cast<std::size_t>(std::max(1, o.parallel));
   for (std::size_t first = 0; first < packages.size(); first += batch) {
@@ -117,36 +134,45 @@ void DumpRun::run(const std::vector<PackageRef>& packages, DumpBaseline& result)
     }
     for (std::size_t i = first; i < end; ++i) {
       const std::string file = package_file_name(packages[i].url);
-      if (fetched[i - first]) unpack_one(packages[i], file, result);
+      if (all || !stop_on_failure) {
+        all = (fetched[i - first] && unpack_one(packages[i], file, result)) && all;
+      }
       ::unlinkat(dir_.get(), file.c_str(), 0);
     }
+    if (!all && stop_on_failure) break;
   }
+  return all;
 }
 
-void DumpRun::unpack_one(const PackageRef& package, const std::string& file, DumpBaseline& result) {
+bool DumpRun::unpack_one(const PackageRef& package, const std::string& file, DumpBaseline& result) {
   const auto refused = [&](Error error) {
     if (context_.on_package_failed) context_.on_package_failed(package.url, std::move(error));
+    return false;
   };
   UniqueFd fd(::openat(dir_.get(), file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   if (!fd) return refused(os_error(errno, package.url + ": " + file));
   UnpackOptions options;
   options.package_url = package.url;
+  options.manifest_capability = capability_;
   if (!package.contents_url.empty()) {
     auto copy = context_.get_bytes(package.contents_url);
     if (!copy) return refused(copy.error());
     options.manifest_copy = std::move(*copy);
   }
-  auto report = unpack_package(fd.get(), options, context_.root, context_.mapper, context_.hooks);
+  auto report = unpack_package(fd.get(), options, context_.root, context_.mapper, hooks_);
   if (!report) return refused(report.error());
   ++result.packages;
   if (report->ignored_zip_entries) {
     log(package.url + ": " + std::to_string(report->ignored_zip_entries) +
         " entries not in its manifest were not extracted");
   }
+  bool ok = true;
   for (const auto& entry : report->entries) {
     if (!entry.path.empty()) result.listed.push_back(entry.path);
+    if (entry.outcome == UnpackedEntry::Outcome::failed) ok = false;
     if (context_.on_entry) context_.on_entry(entry, report->manifest.entries[entry.index]);
   }
+  return ok;
 }
 
 }  // namespace
@@ -176,9 +202,66 @@ Result<DumpBaseline> baseline_from_dump(const DumpContext& context, const std::s
   }
   auto dir = open_dump_dir(context.root.root_fd());
   if (!dir) return fail(dir.error());
-  DumpRun run(context, std::move(*dir));
+  DumpRun run(context, std::move(*dir), sitemap::Capability::resourcedump_manifest, context.hooks);
   run.run(packages, result);
   return result;
+}
+
+Result<DumpChanges> changes_from_dump(const DumpContext& context, const std::string& url,
+                                      const std::optional<sitemap::Timestamp>& cursor) {
+  auto doc =
+      context.get_document(url, {DocumentType::change_dump, DocumentType::change_dump_index});
+  if (!doc) return fail(doc.error());
+  std::vector<PackageRef> packages;
+  const auto add = [&](const std::string& dump_url, const sitemap::Document& dump) {
+    for (const auto& entry : dump.entries) {
+      PackageRef ref = package_of(dump_url, entry);
+      // Closed before the cursor: every change in it is applied already (boundaries are
+      // inclusive, as for Change Lists).
+      if (cursor && ref.until && *ref.until < *cursor) continue;
+      packages.push_back(std::move(ref));
+    }
+  };
+  if (doc->type() == DocumentType::change_dump) {
+    add(url, *doc);
+  } else {
+    for (const auto& part : doc->entries) {
+      const auto& md = part.md;
+      if (cursor && md && md->until && *md->until < *cursor) continue;
+      const std::string part_url = resolve_url(url, part.loc);
+      auto dump = context.get_document(part_url, {DocumentType::change_dump});
+      if (!dump) return fail(dump.error());
+      add(part_url, *dump);
+    }
+  }
+  std::stable_sort(packages.begin(), packages.end(), [](const auto& a, const auto& b) {
+    return a.from.value_or(sitemap::Timestamp{}) < b.from.value_or(sitemap::Timestamp{});
+  });
+  for (const auto& p : packages) {
+    if (context.on_package_listed) context.on_package_listed(p.length.value_or(0));
+  }
+  DumpChanges changes;
+  if (packages.empty()) return changes;
+  auto dir = open_dump_dir(context.root.root_fd());
+  if (!dir) return fail(dir.error());
+  std::optional<sitemap::Timestamp> newest;
+  UnpackHooks hooks = context.hooks;
+  hooks.claim = nullptr;  // one path may change in several packages
+  hooks.select = [&](std::size_t, const std::string&, const Entry& entry) {
+    const auto when = change_time(entry);
+    if (when && (!newest || *when > *newest)) newest = *when;
+    return !cursor || !when || *when >= *cursor;
+  };
+  DumpRun run(context, std::move(*dir), sitemap::Capability::changedump_manifest, std::move(hooks));
+  DumpBaseline applied;
+  // After a failure nothing is recorded as applied: the caller sees the failures.
+  if (!run.run(packages, applied, true)) return changes;
+  changes.packages = applied.packages;
+  changes.newest = newest;
+  for (const auto& p : packages) {
+    if (p.until && (!changes.newest || *p.until > *changes.newest)) changes.newest = p.until;
+  }
+  return changes;
 }
 
 }  // namespace shardsync::client::detail

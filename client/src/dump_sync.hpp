@@ -1,7 +1,8 @@
 #pragma once
 // The sync engine's dump path (`shardsync sync --via-dump`): a baseline from the set's
 // Resource Dump instead of GETting every resource of the Resource List (ResourceSync §5.2:
-// "GET the packages, unpack them, and let the manifest's loc values name the files").
+// "GET the packages, unpack them, and let the manifest's loc values name the files"), and
+// an incremental run's catch-up from the Change Dump before the Change Lists.
 //
 // Packages are fetched with the Downloader (parallel, resumable, length and hash checked
 // when the dump lists them) into DEST/.shardsync/dumps/: libzip needs a seekable file with
@@ -59,5 +60,21 @@ struct DumpBaseline {
 // per-package and per-resource problems go to the context's callbacks.
 [[nodiscard]] Result<DumpBaseline> baseline_from_dump(const DumpContext& context,
                                                       const std::string& url);
+
+struct DumpChanges {
+  // The latest point the applied packages cover (their `until`, else their newest change):
+  // the cursor to continue from with Change Lists. nullopt: no package was applied.
+  std::optional<sitemap::Timestamp> newest;
+  std::uint64_t packages = 0;
+};
+
+// Applies the packages of the Change Dump (or Change Dump Index) at `url` whose interval
+// reaches `cursor` or later, in `from` order; within a package only changes at or after
+// `cursor` (inclusive, as Change Lists are read). Deletions are reported to on_entry as
+// deleted_change for the caller to make. Stops at the first package that fails (later
+// changes must not be recorded as applied past a gap).
+[[nodiscard]] Result<DumpChanges> changes_from_dump(
+    const DumpContext& context, const std::string& url,
+    const std::optional<sitemap::Timestamp>& cursor);
 
 }  // namespace shardsync::client::detail

@@ -121,6 +121,9 @@ class Engine {
   // and return the snapshot's `at`.
   Result<std::optional<Timestamp>> list_baseline(std::unordered_set<std::string>& listed);
   Result<std::optional<Timestamp>> dump_baseline(std::unordered_set<std::string>& listed);
+  detail::DumpContext dump_context(std::unordered_set<std::string>& listed);
+  // A `deleted` change from a Change Dump package: made with --delete (regular files only).
+  void apply_dump_deletion(const UnpackedEntry& e);
   [[nodiscard]] bool use_dump() const {
     return options_.via_dump && !endpoints_.resource_dump_url.empty();
   }
@@ -520,7 +523,7 @@ Result<std::optional<Timestamp>> Engine::list_baseline(std::unordered_set<std::s
   return at;
 }
 
-Result<std::optional<Timestamp>> Engine::dump_baseline(std::unordered_set<std::string>& listed) {
+detail::DumpContext Engine::dump_context(std::unordered_set<std::string>& listed) {
   detail::DumpContext context{
       .options = options_,
       .root = *root_,
@@ -554,6 +557,10 @@ Result<std::optional<Timestamp>> Engine::dump_baseline(std::unordered_set<std::s
             ++progress_state_.files_total;
             ++progress_state_.files_done;
             if (!e.path.empty()) listed.insert(e.path);
+            if (e.outcome == UnpackedEntry::Outcome::deleted_change) {
+              apply_dump_deletion(e);
+              return;
+            }
             if (e.outcome == UnpackedEntry::Outcome::failed) {
               record_failure(e.url, e.path, *e.error);
             } else if (e.outcome == UnpackedEntry::Outcome::current) {
@@ -580,6 +587,25 @@ Result<std::optional<Timestamp>> Engine::dump_baseline(std::unordered_set<std::s
     Wanted w{path, {}, entry.md->length, entry.md->hash, entry.lastmod};
     return is_current(w);
   };
+  return context;
+}
+
+void Engine::apply_dump_deletion(const UnpackedEntry& e) {
+  auto local = root_->stat_file(e.path);
+  if (!local) return record_failure(e.url, e.path, local.error());
+  if (!*local) return;
+  if (!options_.delete_files) {
+    ++report_.deletes_skipped;
+    return;
+  }
+  auto removed = root_->remove_file(e.path);
+  if (!removed) return record_failure(e.url, e.path, removed.error());
+  ++report_.deleted;
+  log("deleted " + e.path);
+}
+
+Result<std::optional<Timestamp>> Engine::dump_baseline(std::unordered_set<std::string>& listed) {
+  const detail::DumpContext context = dump_context(listed);
   log("baseline from the resource dump " + endpoints_.resource_dump_url);
   auto dumped = detail::baseline_from_dump(context, endpoints_.resource_dump_url);
   if (!dumped) return fail(dumped.error());
@@ -629,9 +655,27 @@ Result<void> Engine::baseline() {
 
 Result<bool> Engine::incremental(const SyncState& state) {
   report_.mode = SyncMode::incremental;
+  // Change Dump packages first (the source may keep only recent Change Lists), then the
+  // Change Lists from where the packages end.
+  std::optional<Timestamp> cursor = state.cursor;
+  bool dumped = false;
+  if (options_.via_dump && !endpoints_.change_dump_url.empty()) {
+    std::unordered_set<std::string> listed;
+    auto applied =
+        detail::changes_from_dump(dump_context(listed), endpoints_.change_dump_url, cursor);
+    if (!applied) return fail(applied.error());
+    if (!report_.failures.empty()) return true;  // the cursor stays; a rerun retries
+    if (applied->newest && (!cursor || *applied->newest > *cursor)) {
+      log("applied " + std::to_string(applied->packages) + " change dump packages up to " +
+          sitemap::format_w3c_datetime(*applied->newest));
+      cursor = applied->newest;
+      dumped = true;
+    }
+  }
   std::string rebaseline;
   ChangeValidators validators;
-  auto changes = read_changes(state.cursor, rebaseline, &state, validators);
+  // After packages moved the cursor, the Change Lists are read whole (no conditional GETs).
+  auto changes = read_changes(cursor, rebaseline, dumped ? nullptr : &state, validators);
   if (!changes) return fail(changes.error());
   if (!rebaseline.empty()) {
     report_.rebaseline_reason = rebaseline;
@@ -663,6 +707,7 @@ Result<bool> Engine::incremental(const SyncState& state) {
   if (report_.failures.empty()) {
     SyncState next = state;
     remember_endpoints(next);
+    if (dumped) next.cursor = cursor;
     if (changes->newest && (!next.cursor || *changes->newest > *next.cursor)) {
       next.cursor = changes->newest;
     }

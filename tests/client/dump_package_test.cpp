@@ -443,6 +443,57 @@ TEST_CASE("an advertised manifest copy that matches is accepted", "[client][dump
   CHECK(read_file(f.dest() / "new.txt") == "new");
 }
 
+std::string change_manifest(const std::string& capability, const std::string& entries) {
+  return "<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\" "
+         "xmlns:rs=\"http://www.openarchives.org/rs/terms/\">\n<rs:md capability=\"" +
+         capability + "\" from=\"2026-01-01T00:00:00Z\" at=\"2026-01-01T00:00:00Z\"/>\n" + entries +
+         "</urlset>\n";
+}
+std::string change(const std::string& loc, const std::string& type, const std::string& when,
+                   const std::string& path = {}) {
+  return std::string("<url><loc>") + kBase + loc + "</loc><rs:md change=\"" + type +
+         "\" datetime=\"" + when + "\"" + (path.empty() ? "" : " path=\"" + path + "\"") +
+         "/></url>\n";
+}
+
+TEST_CASE("a change dump package applies the last change per path and reports deletions",
+          "[client][dump]") {
+  DumpFixture f;
+  const std::string entries = change("a.txt", "created", "2026-01-01T01:00:00Z", "/c1") +
+                              change("good.txt", "deleted", "2026-01-01T02:00:00Z") +
+                              change("a.txt", "updated", "2026-01-01T03:00:00Z", "/c2");
+  write_zip(f.package(), {{"manifest.xml", change_manifest("changedump-manifest", entries)},
+                          {"c1", "first"},
+                          {"c2", "second"}});
+  UnpackOptions options;
+  options.manifest_capability = sitemap::Capability::changedump_manifest;
+  auto report = f.unpack(options);
+  REQUIRE(report);
+  REQUIRE(report->entries.size() == 2);
+  CHECK(report->entries[0].path == "good.txt");
+  CHECK(report->entries[0].outcome == Outcome::deleted_change);
+  CHECK(report->entries[1].path == "a.txt");
+  CHECK(report->entries[1].index == 2);
+  CHECK(report->entries[1].outcome == Outcome::extracted);
+  // The unpacker itself never deletes: the engine does, with --delete.
+  CHECK(f.dest_files() ==
+        std::map<std::string, std::string>{{"a.txt", "second"}, {"good.txt", "old good bytes"}});
+  f.check_nothing_outside();
+}
+
+TEST_CASE("a deleted change in a resource dump manifest deletes nothing", "[client][dump]") {
+  DumpFixture f;
+  write_zip(
+      f.package(),
+      {{"manifest.xml", change_manifest("resourcedump-manifest",
+                                        change("good.txt", "deleted", "2026-01-01T02:00:00Z"))}});
+  auto report = f.unpack();
+  REQUIRE(report);
+  REQUIRE(report->entries.size() == 1);
+  CHECK(report->entries[0].outcome == Outcome::failed);
+  CHECK(f.dest_files() == std::map<std::string, std::string>{{"good.txt", "old good bytes"}});
+}
+
 TEST_CASE("bad_package has its own message", "[client][dump]") {
   CHECK(make_error_code(errc::bad_package).message() == "bad dump package");
   CHECK(make_error_code(errc::bad_package).category().name() == std::string("shardsync.client"));

@@ -3,7 +3,8 @@
 # `python3 -m http.server` (packages made here with python's zipfile, stored and deflated,
 # manifest first), a baseline from the Resource Dump into an empty DEST ending byte-identical
 # without one GET of a resource, a second run that changes nothing, a hostile package that
-# touches nothing outside DEST, the fallback to the Resource List, and — when the reference
+# touches nothing outside DEST, an incremental run caught up by a Change Dump, the fallback
+# to the Resource List, and — when the reference
 # implementation is at hand — a dump written by resync-build. Usage: sync_dump_test.sh SHARDSYNC
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,6 +32,7 @@ json_field() { $py3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]]
 
 www="$work/www"
 mkdir -p "$www"
+: >"$work/http.log"
 $py3 -m http.server 0 --bind 127.0.0.1 --directory "$www" >"$work/http.log" 2>&1 &
 server=$!
 for _ in $(seq 1 100); do grep -q "port" "$work/http.log" && break; sleep 0.1; done
@@ -136,7 +138,6 @@ mkdir -p "$work/expect" && cp -a "$src/step-1" "$src/notes.txt" "$work/expect/"
 caps="$origin/ckpt/capabilitylist.xml"
 
 mirror="$work/mirror"
-: >"$work/http.log.mark"
 lines_before=$(wc -l <"$work/http.log")
 "$bin" sync "$caps" "$mirror" --via-dump --json >"$work/b.json" 2>"$work/b.err"
 rc=$?
@@ -175,8 +176,68 @@ rc=$?
 [ "$(json_field deleted <"$work/r.json")" = 1 ] && pass || failed "--delete removed the extra file"
 check "same tree after --delete" same_tree "$work/expect" "$mirror"
 
+# --- incremental from a Change Dump: the source's Change List now starts after DEST's cursor,
+# so only the dump's package can bring DEST forward (one resource changed twice in it, one
+# created, one deleted); without --via-dump the same DEST would need a new baseline.
+cp -a "$mirror" "$work/mirror-nodump"
+yes 'second version' | head -c 150000 >"$src/notes.txt"
+mkdir -p "$src/step-2" && head -c 70000 /dev/urandom >"$src/step-2/new.bin"
+rm "$src/step-1/empty.txt"
+$py3 - "$src" "$origin/ckpt/" <<'PY'
+import hashlib, os, sys, zipfile
+src, base = sys.argv[1:3]
+head = ('<?xml version="1.0" encoding="UTF-8"?>\n<urlset xmlns="http://www.sitemaps.org/schemas/'
+        'sitemap/0.9" xmlns:rs="http://www.openarchives.org/rs/terms/">\n')
+frm, until = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+first = b"an intermediate version\n"
+final = open(os.path.join(src, "notes.txt"), "rb").read()
+new = open(os.path.join(src, "step-2/new.bin"), "rb").read()
+def url(loc, change, when, path=None, data=None):
+    md = f'change="{change}" datetime="{when}"'
+    if path:
+        md += f' path="/{path}" length="{len(data)}" hash="sha-256:{hashlib.sha256(data).hexdigest()}"'
+    return f"<url><loc>{base}{loc}</loc><rs:md {md}/></url>\n"
+manifest = (head + f'<rs:md capability="changedump-manifest" from="{frm}" until="{until}"/>\n'
+            + url("notes.txt", "updated", "2026-01-01T10:00:00Z", "c1/notes.txt", first)
+            + url("step-2/new.bin", "created", "2026-01-01T10:30:00Z", "c2/new.bin", new)
+            + url("step-1/empty.txt", "deleted", "2026-01-01T10:45:00Z")
+            + url("notes.txt", "updated", "2026-01-01T11:00:00Z", "c3/notes.txt", final)
+            + "</urlset>\n")
+with zipfile.ZipFile(os.path.join(src, ".dump/changes0.zip"), "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("manifest.xml", manifest)
+    z.writestr("c1/notes.txt", first)
+    z.writestr("c2/new.bin", new)
+    z.writestr("c3/notes.txt", final)
+zdata = open(os.path.join(src, ".dump/changes0.zip"), "rb").read()
+open(os.path.join(src, ".dump/changedump.xml"), "w").write(
+    head + f'<rs:md capability="changedump" from="{frm}" until="{until}"/>\n'
+    f'<url><loc>{base}.dump/changes0.zip</loc><rs:md type="application/zip" length="{len(zdata)}"'
+    f' hash="sha-256:{hashlib.sha256(zdata).hexdigest()}" from="{frm}" until="{until}"/></url>\n</urlset>\n')
+open(os.path.join(src, ".dump/changelist.xml"), "w").write(
+    head + f'<rs:md capability="changelist" from="{until}"/>\n</urlset>\n')
+caps = open(os.path.join(src, "capabilitylist.xml")).read().replace(
+    "</urlset>", f'<url><loc>{base}.dump/changedump.xml</loc><rs:md capability="changedump"/></url>\n</urlset>')
+open(os.path.join(src, "capabilitylist.xml"), "w").write(caps)
+PY
+rm -rf "$work/expect" && mkdir -p "$work/expect" && cp -a "$src/step-1" "$src/step-2" "$src/notes.txt" "$work/expect/"
+"$bin" sync "$caps" "$mirror" --via-dump --delete --json >"$work/cd.json" 2>"$work/cd.err"
+rc=$?
+[ $rc = 0 ] && pass || failed "change dump: exit 0 (rc=$rc: $(cat "$work/cd.err") $(cat "$work/cd.json"))"
+[ "$(json_field mode <"$work/cd.json")" = incremental ] && pass || failed "change dump run is incremental: $(cat "$work/cd.json")"
+[ -z "$(json_field rebaseline_reason <"$work/cd.json")" ] && pass || failed "no re-baseline: $(cat "$work/cd.json")"
+[ "$(json_field fetched <"$work/cd.json")" = 2 ] && pass || failed "2 files unpacked (the last notes.txt, new.bin): $(cat "$work/cd.json")"
+[ "$(json_field deleted <"$work/cd.json")" = 1 ] && pass || failed "1 deletion made"
+check "change dump: mirror equals the source" same_tree "$work/expect" "$mirror"
+[ "$($py3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["cursor"])' "$mirror/.shardsync/state.json")" = 2026-01-02T00:00:00Z ] &&
+  pass || failed "cursor moved to the package's until: $(cat "$mirror/.shardsync/state.json")"
+"$bin" sync "$caps" "$mirror" --via-dump --delete --json >"$work/cd2.json" 2>/dev/null
+[ "$(json_field fetched <"$work/cd2.json")" = 0 ] && [ "$(json_field mode <"$work/cd2.json")" = incremental ] &&
+  pass || failed "after the change dump, a rerun is a no-op: $(cat "$work/cd2.json")"
+"$bin" sync "$caps" "$work/mirror-nodump" --json >"$work/nd.json" 2>/dev/null
+[ -n "$(json_field rebaseline_reason <"$work/nd.json")" ] && pass ||
+  failed "without --via-dump the gap forces a re-baseline: $(cat "$work/nd.json")"
+
 # --- a corrupted package: its hash no longer matches the dump's, nothing from it is used
-cp -a "$mirror" "$work/mirror2"
 printf 'X' | dd of="$src/.dump/part1.zip" bs=1 seek=100 conv=notrunc 2>/dev/null
 rm -rf "$work/m3"
 "$bin" sync "$caps" "$work/m3" --via-dump --json >"$work/c.json" 2>"$work/c.err"

@@ -77,8 +77,10 @@ struct UnpackReport {
 
 // Unpacks the ZIP open at `zip_fd` (the caller keeps its fd; it is dup()ed). Package-level
 // refusals are errors (errc::bad_package) and change nothing in DEST; per-entry problems are
-// Outcome::failed entries. `deleted` changes (Change Dumps) are reported as deleted_change
-// and never touch the file system here.
+// Outcome::failed entries. In a Change Dump package only the last change of each path is
+// acted on (entries are in forward chronological order, CDM1), and its `deleted` changes are
+// reported as deleted_change, never touching the file system here; in a Resource Dump
+// package a `change` attribute means nothing.
 [[nodiscard]] Result<UnpackReport> unpack_package(int zip_fd, const UnpackOptions& options,
                                                   DestRoot& root, const PathMapper& mapper,
                                                   const UnpackHooks& hooks = {});

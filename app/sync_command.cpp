@@ -23,7 +23,7 @@ namespace {
 struct SyncFlags {
   std::string source, dest, collection, token_file, ca_file;
   std::vector<std::string> maps;  // URL_PREFIX=DIR
-  bool delete_files = false, baseline = false, json = false, quiet = false;
+  bool delete_files = false, baseline = false, json = false, quiet = false, via_dump = false;
   std::optional<std::uint64_t> max_delete;
   int parallel = 8;
 };
@@ -97,6 +97,7 @@ std::optional<client::SyncOptions> options_from(const SyncFlags& f, int& exit_co
   o.max_delete = f.max_delete;
   o.parallel = f.parallel;
   o.force_baseline = f.baseline;
+  o.via_dump = f.via_dump;
   o.ca_file = f.ca_file;
   for (const auto& map : f.maps) {
     const auto eq = map.find('=');
@@ -275,10 +276,15 @@ void add_sync_command(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(1, 256));
   sync->add_flag("--baseline", f->baseline,
                  "start over from the Resource List (also to switch DEST to another source)");
+  sync->add_flag("--via-dump", f->via_dump,
+                 "baseline from the source's Resource Dump (ZIP packages, unpacked by their "
+                 "manifests) instead of one GET per file; falls back to the Resource List, with a "
+                 "log line, when the source offers no Resource Dump");
   sync->footer(
       "Examples:\n"
       "  shardsync sync http://host:8080/ ./mirror --collection ckpt\n"
       "  shardsync sync http://host:8080/ckpt/capabilitylist.xml ./mirror --delete\n"
+      "  shardsync sync http://host:8080/ckpt/capabilitylist.xml ./mirror --via-dump\n"
       "The first run copies everything (baseline); later runs fetch only what changed since.\n"
       "Exit: 0 in sync, 1 failure, 2 usage, 3 finished but some resources failed (listed).");
   sync->callback([f, &exit_code] { exit_code = run_sync(*f); });

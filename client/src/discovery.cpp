@@ -45,11 +45,18 @@ Result<SetEndpoints> from_capability_list(const std::string& url, const sitemap:
       case Capability::changelist:
         set.change_list_url = loc;
         break;
+      case Capability::resourcedump:
+        set.resource_dump_url = loc;
+        break;
+      case Capability::changedump:
+        set.change_dump_url = loc;
+        break;
       default:
-        break;  // dumps, archives, notifications: not used by sync
+        break;  // archives, notifications: not used by sync
     }
   }
-  if (set.resource_list_url.empty() && set.change_list_url.empty()) {
+  if (set.resource_list_url.empty() && set.change_list_url.empty() &&
+      set.resource_dump_url.empty()) {
     return fail(errc::discovery_failed, url +
                                             ": the capability list offers no resource list "
                                             "and no change list");

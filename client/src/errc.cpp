@@ -44,6 +44,8 @@ class Category final : public std::error_category {
         return "source no longer retains the changes since the last sync";
       case errc::invalid_options:
         return "invalid options";
+      case errc::bad_package:
+        return "bad dump package";
     }
     return "unknown shardsync.client error";
   }

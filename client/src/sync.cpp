@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "dump_sync.hpp"
 #include "shardsync/client/change_plan.hpp"
 #include "shardsync/client/dest_root.hpp"
 #include "shardsync/client/discovery.hpp"
@@ -116,6 +117,20 @@ class Engine {
                                          std::initializer_list<DocumentType> types);
 
   Result<void> baseline();
+  // The two ways to bring DEST to the source's snapshot; both add what they list to `listed`
+  // and return the snapshot's `at`.
+  Result<std::optional<Timestamp>> list_baseline(std::unordered_set<std::string>& listed);
+  Result<std::optional<Timestamp>> dump_baseline(std::unordered_set<std::string>& listed);
+  detail::DumpContext dump_context(std::unordered_set<std::string>& listed);
+  // A `deleted` change from a Change Dump package: made with --delete (regular files only).
+  void apply_dump_deletion(const UnpackedEntry& e);
+  [[nodiscard]] bool use_dump() const {
+    return options_.via_dump && !endpoints_.resource_dump_url.empty();
+  }
+  // Whether a baseline is possible at all.
+  [[nodiscard]] bool has_snapshot() const {
+    return !endpoints_.resource_list_url.empty() || use_dump();
+  }
   // False (and report_.rebaseline_reason set) when the source cannot bring DEST forward.
   Result<bool> incremental(const SyncState& state);
   // Whether the local file already is the listed resource (size, then mtime = lastmod, then
@@ -493,10 +508,9 @@ void Engine::delete_all(const std::vector<std::string>& paths) {
   }
 }
 
-Result<void> Engine::baseline() {
-  report_.mode = SyncMode::baseline;
+Result<std::optional<Timestamp>> Engine::list_baseline(std::unordered_set<std::string>& listed) {
+  if (options_.via_dump) log("the source offers no resource dump: baseline from its resource list");
   std::vector<Wanted> wanted;
-  std::unordered_set<std::string> listed;
   auto at = read_resource_list([&](const std::string& url, const Entry& entry) {
     ++report_.listed;
     if (auto w = want(url, entry)) {
@@ -506,6 +520,103 @@ Result<void> Engine::baseline() {
   });
   if (!at) return fail(at.error());
   fetch_all(wanted);
+  return at;
+}
+
+detail::DumpContext Engine::dump_context(std::unordered_set<std::string>& listed) {
+  detail::DumpContext context{
+      .options = options_,
+      .root = *root_,
+      .mapper = *mapper_,
+      .get_document =
+          [this](const std::string& url, std::initializer_list<DocumentType> types) {
+            return get_document(url, types);
+          },
+      .get_bytes = [this](const std::string& url) -> Result<std::string> {
+        if (origin_of(url) != origin_of(endpoints_.identity())) {
+          return fail(errc::outside_source, "document " + url + " is not on the source's host");
+        }
+        auto got = docs_.get(url);
+        if (!got) return fail(got.error());
+        if (got->status >= 400) {
+          return fail(errc::http_status, url + ": HTTP " + std::to_string(got->status));
+        }
+        return std::move(got->body);
+      },
+      .hooks = {},
+      .on_package_bytes =
+          [this](std::uint64_t bytes) {
+            report_.bytes_fetched += bytes;
+            progress_state_.bytes_done += bytes;
+            report_progress();
+          },
+      .on_package_listed = [this](std::uint64_t bytes) { progress_state_.bytes_total += bytes; },
+      .on_entry =
+          [&](const UnpackedEntry& e, const Entry& entry) {
+            ++report_.listed;
+            ++progress_state_.files_total;
+            ++progress_state_.files_done;
+            if (!e.path.empty()) listed.insert(e.path);
+            if (e.outcome == UnpackedEntry::Outcome::deleted_change) {
+              apply_dump_deletion(e);
+              return;
+            }
+            if (e.outcome == UnpackedEntry::Outcome::failed) {
+              record_failure(e.url, e.path, *e.error);
+            } else if (e.outcome == UnpackedEntry::Outcome::current) {
+              ++report_.up_to_date;
+            } else {
+              ++report_.fetched;
+              log("unpacked " + e.path + " (" + std::to_string(e.bytes) + " bytes)");
+            }
+            if (e.outcome != UnpackedEntry::Outcome::failed &&
+                !(entry.md && strongest(entry.md->hash))) {
+              ++report_.unverified;
+            }
+            report_progress();
+          },
+      .on_package_failed = [this](const std::string& url,
+                                  Error error) { record_failure(url, "", std::move(error)); },
+      .log = options_.log};
+  context.hooks.claim = [this](const std::string& path) -> std::optional<Error> {
+    if (collision_keys_.insert(collision_key(path)).second) return std::nullopt;
+    return Error{make_error_code(errc::path_collision),
+                 path + " is also the local path of another listed resource"};
+  };
+  context.hooks.is_current = [this](const std::string& path, const Entry& entry) {
+    Wanted w{path, {}, entry.md->length, entry.md->hash, entry.lastmod};
+    return is_current(w);
+  };
+  return context;
+}
+
+void Engine::apply_dump_deletion(const UnpackedEntry& e) {
+  auto local = root_->stat_file(e.path);
+  if (!local) return record_failure(e.url, e.path, local.error());
+  if (!*local) return;
+  if (!options_.delete_files) {
+    ++report_.deletes_skipped;
+    return;
+  }
+  auto removed = root_->remove_file(e.path);
+  if (!removed) return record_failure(e.url, e.path, removed.error());
+  ++report_.deleted;
+  log("deleted " + e.path);
+}
+
+Result<std::optional<Timestamp>> Engine::dump_baseline(std::unordered_set<std::string>& listed) {
+  const detail::DumpContext context = dump_context(listed);
+  log("baseline from the resource dump " + endpoints_.resource_dump_url);
+  auto dumped = detail::baseline_from_dump(context, endpoints_.resource_dump_url);
+  if (!dumped) return fail(dumped.error());
+  return dumped->at;
+}
+
+Result<void> Engine::baseline() {
+  report_.mode = SyncMode::baseline;
+  std::unordered_set<std::string> listed;
+  auto at = use_dump() ? dump_baseline(listed) : list_baseline(listed);
+  if (!at) return fail(at.error());
 
   std::vector<std::string> extra;
   std::uint64_t local_files = 0;
@@ -544,9 +655,27 @@ Result<void> Engine::baseline() {
 
 Result<bool> Engine::incremental(const SyncState& state) {
   report_.mode = SyncMode::incremental;
+  // Change Dump packages first (the source may keep only recent Change Lists), then the
+  // Change Lists from where the packages end.
+  std::optional<Timestamp> cursor = state.cursor;
+  bool dumped = false;
+  if (options_.via_dump && !endpoints_.change_dump_url.empty()) {
+    std::unordered_set<std::string> listed;
+    auto applied =
+        detail::changes_from_dump(dump_context(listed), endpoints_.change_dump_url, cursor);
+    if (!applied) return fail(applied.error());
+    if (!report_.failures.empty()) return true;  // the cursor stays; a rerun retries
+    if (applied->newest && (!cursor || *applied->newest > *cursor)) {
+      log("applied " + std::to_string(applied->packages) + " change dump packages up to " +
+          sitemap::format_w3c_datetime(*applied->newest));
+      cursor = applied->newest;
+      dumped = true;
+    }
+  }
   std::string rebaseline;
   ChangeValidators validators;
-  auto changes = read_changes(state.cursor, rebaseline, &state, validators);
+  // After packages moved the cursor, the Change Lists are read whole (no conditional GETs).
+  auto changes = read_changes(cursor, rebaseline, dumped ? nullptr : &state, validators);
   if (!changes) return fail(changes.error());
   if (!rebaseline.empty()) {
     report_.rebaseline_reason = rebaseline;
@@ -578,6 +707,7 @@ Result<bool> Engine::incremental(const SyncState& state) {
   if (report_.failures.empty()) {
     SyncState next = state;
     remember_endpoints(next);
+    if (dumped) next.cursor = cursor;
     if (changes->newest && (!next.cursor || *changes->newest > *next.cursor)) {
       next.cursor = changes->newest;
     }
@@ -604,7 +734,9 @@ Result<SyncReport> Engine::sync(const std::function<void(const SyncProgress&)>& 
   if (!loaded) return fail(loaded.error());
   const std::optional<SyncState>& state = *loaded;
 
-  const bool from_state = !options_.force_baseline && state && restore_endpoints(*state);
+  // The saved state does not keep the dump URLs: --via-dump reads the Capability List again.
+  const bool from_state =
+      !options_.force_baseline && !options_.via_dump && state && restore_endpoints(*state);
   if (!from_state) {
     if (auto mapped = discover_and_map(); !mapped) return fail(mapped.error());
   }
@@ -640,13 +772,13 @@ Result<void> Engine::run_once(const std::optional<SyncState>& state) {
   const bool same_source = state && state->source == endpoints_.identity();
   bool done = false;
   if (!options_.force_baseline && !endpoints_.change_list_url.empty() &&
-      (endpoints_.resource_list_url.empty() || (same_source && state->baseline_complete))) {
+      (!has_snapshot() || (same_source && state->baseline_complete))) {
     SyncState from = same_source ? *state : fresh_state();
     auto applied = incremental(from);
     if (!applied) return fail(applied.error());
     done = *applied;
     if (!done) {
-      if (endpoints_.resource_list_url.empty()) {
+      if (!has_snapshot()) {
         return fail(errc::not_retained, report_.rebaseline_reason +
                                             "; the source offers no resource list to re-baseline");
       }
@@ -654,7 +786,7 @@ Result<void> Engine::run_once(const std::optional<SyncState>& state) {
     }
   }
   if (!done) {
-    if (endpoints_.resource_list_url.empty()) {
+    if (!has_snapshot()) {
       return fail(errc::discovery_failed, "the source offers no resource list");
     }
     if (!same_source) {

@@ -24,6 +24,8 @@ struct SetEndpoints {
   std::string base_url;             // directory URL resource paths are relative to ('/'-ended)
   std::string resource_list_url;    // Resource List or its index; empty when not offered
   std::string change_list_url;      // Change List or its index; empty when not offered
+  std::string resource_dump_url;    // Resource Dump or its index; empty when not offered
+  std::string change_dump_url;      // Change Dump or its index; empty when not offered
   // What identifies the source in DEST's state: the Capability List URL, else the list URL.
   [[nodiscard]] const std::string& identity() const {
     return capability_list_url.empty()

@@ -23,6 +23,7 @@ enum class errc {
   delete_limit,      // more deletions than --max-delete: none were made
   not_retained,      // the source no longer has changes back to the saved point
   invalid_options,   // options that cannot work
+  bad_package,       // a dump package (ZIP) that is unreadable, inconsistent or unlike its manifest
 };
 
 const std::error_category& client_category() noexcept;

@@ -28,6 +28,9 @@ struct SyncOptions {
   int parallel = 8;          // transfers at once
   std::string bearer_token;  // for documents and resources
   bool force_baseline = false;
+  // Baseline from the set's Resource Dump (ZIP packages unpacked by their manifests) instead
+  // of one GET per resource; without a Resource Dump, from the Resource List (logged).
+  bool via_dump = false;
   // Extra URL prefix → directory (relative to DEST) mappings, for sets that list resources
   // outside the Capability List's directory. The set's own directory always maps to DEST.
   std::vector<std::pair<std::string, std::string>> maps;

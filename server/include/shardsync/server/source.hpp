@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,11 @@ struct SourceOptions {
   std::optional<std::chrono::seconds> retention;  // drop changes older than this (whole lists)
   std::chrono::milliseconds rebuild_delay{50};    // let a burst of events settle first
   ScanOptions scan;
+  // Called on the Source's thread after each rebuild, with the new and the previous snapshot
+  // (nullptr on the first): the notifier's hook. Must not call back into the Source.
+  std::function<void(const std::shared_ptr<const Site>&, const Site*)> on_rebuild;
+  // Advertise the notification channels in the Capability Lists (SiteOptions::notifications).
+  bool notifications = false;
 };
 
 class Source {

@@ -10,7 +10,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-  rm -rf "$work"
+  if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 passes=0
@@ -94,6 +94,20 @@ EOF
 )
 echo "close -> arrival latency (4 KiB files, loopback): $latency"
 [ "$latency" != timeout ] && pass || failed "new files reach the mirror within 10 s"
+
+"$bin" sitemap check "$base/ckpt/capabilitylist.xml" >/dev/null 2>&1 && pass ||
+  failed "sitemap check accepts the Capability List with its notification channels"
+# A reader back with Last-Event-ID gets what it missed; the payload is a valid document.
+curl -sN -m 1 -H 'Accept: text/event-stream' -H 'Last-Event-ID: 1' \
+  "$base/ckpt/.resourcesync/changelist-notification" >"$work/replay.txt"
+"$py" - "$work/replay.txt" "$work/payload.xml" <<'EOF'
+import sys
+event = open(sys.argv[1]).read().split("\n\n")[0]
+open(sys.argv[2], "w").write("\n".join(l[6:] for l in event.split("\n") if l.startswith("data: ")))
+EOF
+grep -q 'capability="changelist-notification"' "$work/payload.xml" &&
+  "$bin" sitemap check "$work/payload.xml" >/dev/null 2>&1 && pass ||
+  failed "Last-Event-ID replays a valid changelist-notification ($(head -c 300 "$work/replay.txt"))"
 
 echo "changed" >"$data/step-1/config.json"
 converges 10 && pass || failed "a modified file reaches the mirror"

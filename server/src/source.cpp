@@ -253,7 +253,11 @@ PublishHooks Source::publish_hooks() {
   return detail::make_publish_hooks(
       impl->options.collections,
       [impl](const std::string& collection, sitemap::ChangeType change, const ResourceState& state,
-             const FileKey& key) { return impl->record(collection, change, state, key); });
+             const FileKey& key) { return impl->record(collection, change, state, key); },
+      [impl](const FileKey& key, const std::string& sha256, const std::string& md5) {
+        std::lock_guard lock(impl->mutex);
+        return impl->change_log->cache_hashes(key, sha256, md5);
+      });
 }
 
 }  // namespace shardsync::server

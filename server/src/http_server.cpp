@@ -670,6 +670,10 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
       // A subscription request: the form body (small), then the hub's answer.
       std::string form;
       bool lost = false;
+      if (!parser.is_done() && iequals(request[http::field::expect], "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (!co_await conn.write(net::buffer(kContinue.data(), kContinue.size()))) break;
+      }
       while (!parser.is_done() && form.size() <= kMaxHubForm) {
         const std::optional<std::size_t> n = co_await read_body_chunk(
             &stream, &buffer, &parser, scratch.get(), options.body_timeout);

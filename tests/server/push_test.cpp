@@ -550,3 +550,32 @@ TEST_CASE("event streams end on shutdown", "[server][push]") {
   CHECK(rest.starts_with("HTTP/1.1 200"));
   ::close(fd);
 }
+
+TEST_CASE("event streams are bounded in number and in what a reader may leave unread",
+          "[server][push]") {
+  PushOptions push;
+  push.max_streams = 1;
+  push.max_stream_backlog = 64;  // less than one notification: the stream must go
+  PushServer server(push);
+  const std::string request =
+      "GET /ckpt/.resourcesync/changelist-notification HTTP/1.1\r\nHost: x\r\n"
+      "Accept: text/event-stream\r\n\r\n";
+  const int first = connect_to(server.port());
+  send_all(first, request);
+  REQUIRE(wait_until([&] { return server.metrics.event_streams.load() == 1; }));
+  const int second = connect_to(server.port());
+  send_all(second, request);
+  const std::string refused = read_until(
+      second, [](const std::string&) { return false; }, 5s);
+  ::close(second);
+  CHECK(refused.starts_with("HTTP/1.1 503"));
+
+  write_file(server.collection() / "a.bin", "hello");
+  const std::string got = read_until(
+      first, [](const std::string&) { return false; }, 10s);  // until the server closes
+  ::close(first);
+  CHECK(got.starts_with("HTTP/1.1 200"));
+  CHECK(got.find("id: ") == std::string::npos);
+  CHECK(server.logged("too slow"));
+  CHECK(server.metrics.event_streams.load() == 0);
+}

@@ -130,6 +130,11 @@ for _ in $(seq 1 100); do kill -0 "$follower" 2>/dev/null || break; sleep 0.05; 
 wait "$follower"
 rc=$?
 [ $rc = 0 ] && pass || failed "SIGTERM ends the follower with exit 0 (rc=$rc: $(tail -3 "$work/follow.err"))"
+# The server ends its event streams and stops on SIGTERM too.
+kill -TERM "$server"
+wait "$server"
+rc=$?
+[ $rc = 0 ] && pass || failed "SIGTERM stops the server with exit 0 (rc=$rc)"
 "$py" -c '
 import json, sys
 rounds = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

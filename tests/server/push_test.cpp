@@ -579,3 +579,57 @@ TEST_CASE("event streams are bounded in number and in what a reader may leave un
   CHECK(server.logged("too slow"));
   CHECK(server.metrics.event_streams.load() == 0);
 }
+
+TEST_CASE("a long burst is split, and replays older than the history come from the change log",
+          "[server][push]") {
+  TempDir dir;
+  auto log = ChangeLog::open(dir.path().string());
+  REQUIRE(log);
+  REQUIRE((*log)->ensure_collection("ckpt"));
+  SiteOptions options;
+  options.base_url = "http://h/";
+  options.collections = {{"ckpt", (dir / "data").string()}};
+  options.notifications = true;
+  auto notifier = Notifier::open({dir.path().string(), 2, 1});  // 2 entries each, history 1
+  REQUIRE(notifier);
+  std::vector<std::shared_ptr<const Notification>> heard;
+  (*notifier)->add_listener(
+      [&](const std::shared_ptr<const Notification>& n) { heard.push_back(n); });
+
+  auto first = build_site(**log, options);
+  REQUIRE(first);
+  (*notifier)->site_rebuilt(*first, nullptr);
+  CHECK(heard.empty());  // the first build only notes the position
+  for (int i = 0; i < 3; ++i) {
+    ResourceState s;
+    s.path = "f" + std::to_string(i);
+    s.length = 1;
+    s.sha256 = std::string(64, 'a');
+    REQUIRE((*log)->record("ckpt", shardsync::sitemap::ChangeType::created, s));
+  }
+  auto second = build_site(**log, options, first->get());
+  REQUIRE(second);
+  (*notifier)->site_rebuilt(*second, first->get());
+  REQUIRE(heard.size() == 3);  // changes 1-2, change 3, and the framework notification
+  CHECK(heard[0]->channel == Channel::changelist);
+  CHECK(heard[0]->since == 0);
+  CHECK(heard[0]->id == 2);
+  CHECK(heard[1]->since == 2);
+  CHECK(heard[1]->id == 3);
+  CHECK(heard[2]->channel == Channel::framework);
+  CHECK(heard[2]->payload.find("capability=\"changelist\" change=\"updated\"") !=
+        std::string::npos);
+  CHECK((*notifier)->position("ckpt") == 3);
+
+  // The history keeps only change 3's notification: from 0, the log has to answer.
+  auto replayed = (*notifier)->replay("ckpt", Channel::changelist, 0);
+  REQUIRE(replayed);
+  REQUIRE(replayed->size() == 2);
+  CHECK((*replayed)[0]->payload == heard[0]->payload);
+  CHECK((*replayed)[1]->payload == heard[1]->payload);
+  auto recent = (*notifier)->replay("ckpt", Channel::changelist, 2);
+  REQUIRE(recent);
+  REQUIRE(recent->size() == 1);
+  CHECK((*recent)[0] == heard[1]);  // the very object from the history
+  CHECK((*notifier)->replay("ckpt", Channel::changelist, 3)->empty());
+}

@@ -14,6 +14,7 @@
 #include "log_line.hpp"
 #include "shardsync/server/errc.hpp"
 #include "shardsync/server/http_server.hpp"
+#include "shardsync/server/notifier.hpp"
 #include "shardsync/server/source.hpp"
 #include "token_file.hpp"
 
@@ -30,6 +31,9 @@ struct ServeFlags {
       tls_cert, tls_key;
   std::vector<std::string> read_token_files;  // NAME=FILE
   std::optional<std::uint64_t> rescan_interval_s, retention_s, list_entries, max_connections;
+  bool notify = false;                        // push notifications (topics, hub, streams)
+  std::vector<std::string> push_allow_hosts;  // callback hosts the hub may connect to
+  std::optional<std::uint64_t> max_subscriptions, max_event_streams, rebuild_delay_ms;
 };
 
 Result<std::string> read_token(const std::string& path) {
@@ -116,6 +120,7 @@ int run_serve(ServeFlags f) {
   }
   if (f.rescan_interval_s) source.rescan_interval = std::chrono::seconds(*f.rescan_interval_s);
   if (f.retention_s) source.retention = std::chrono::seconds(*f.retention_s);
+  if (f.rebuild_delay_ms) source.rebuild_delay = std::chrono::milliseconds(*f.rebuild_delay_ms);
   if (f.list_entries) {
     if (*f.list_entries == 0 || *f.list_entries > 50'000) {
       return usage({{}, "--list-entries must be 1..50000"});
@@ -163,6 +168,23 @@ int run_serve(ServeFlags f) {
   };
   std::error_code ec;
   fs::create_directories(source.state_dir, ec);
+  if (f.notify) {
+    // The notifier reads the log through its own connection, on the Source's thread.
+    auto notifier = Notifier::open({source.state_dir});
+    if (!notifier) {
+      log("error", notifier.error().describe());
+      return kExitFailure;
+    }
+    http.notifier = std::move(*notifier);
+    http.push.allowed_callback_hosts = f.push_allow_hosts;
+    if (f.max_subscriptions) http.push.max_subscriptions = *f.max_subscriptions;
+    if (f.max_event_streams) http.push.max_streams = *f.max_event_streams;
+    source.notifications = true;
+    source.on_rebuild = [n = http.notifier](const std::shared_ptr<const Site>& next,
+                                            const Site* previous) {
+      n->site_rebuilt(next, previous);
+    };
+  }
   auto opened = Source::open(source, metrics, log);
   if (!opened) {
     log("error", opened.error().describe());
@@ -228,6 +250,19 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--list-entries", f->list_entries,
                     "entries per Resource List part / Change List (default 50000)");
   serve->add_option("--max-connections", f->max_connections, "default 1024");
+  serve->add_flag("--notify", f->notify,
+                  "push notifications: Change/Framework Notification topics in each Capability "
+                  "List, a WebSub hub at BASE.resourcesync/hub and event streams on the topics");
+  serve->add_option("--push-allow-host", f->push_allow_hosts,
+                    "callback host the hub may connect to (repeatable; '*': any); default: "
+                    "only callbacks that resolve to loopback addresses");
+  serve->add_option("--max-subscriptions", f->max_subscriptions,
+                    "WebSub subscriptions (default 64)");
+  serve->add_option("--max-event-streams", f->max_event_streams,
+                    "open event streams at once (default 256)");
+  serve->add_option("--rebuild-delay-ms", f->rebuild_delay_ms,
+                    "how long a burst of file events may settle before the lists are rebuilt "
+                    "(default 50)");
   serve->footer(
       "Example: shardsync serve --collection ckpt=/data/checkpoints --listen 0.0.0.0:8080\n"
       "Then: shardsync sitemap show http://HOST:8080/.well-known/resourcesync");

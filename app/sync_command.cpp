@@ -1,19 +1,24 @@
 // shardsync sync / shardsync audit: mirror a ResourceSync source into a directory, or compare
 // a directory with it.
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "commands.hpp"
 #include "log_line.hpp"
 #include "shardsync/client/errc.hpp"
+#include "shardsync/client/follow.hpp"
 #include "shardsync/client/sync.hpp"
 #include "token_file.hpp"
 
@@ -26,6 +31,8 @@ struct SyncFlags {
   bool delete_files = false, baseline = false, json = false, quiet = false, via_dump = false;
   std::optional<std::uint64_t> max_delete;
   int parallel = 8;
+  bool follow = false;
+  double poll_interval_s = 10;
 };
 
 std::string human_bytes(double bytes) {
@@ -133,10 +140,117 @@ nlohmann::json failures_json(const std::vector<client::ResourceFailure>& failure
   return list;
 }
 
+// The result of one sync: a line (or a JSON object) on stdout, warnings on stderr. `trigger`
+// names what started a --follow round (nullptr otherwise).
+void print_report(const client::SyncReport& r, const SyncFlags& f, const char* trigger) {
+  const char* mode = r.mode == client::SyncMode::baseline ? "baseline" : "incremental";
+  if (f.json) {
+    nlohmann::json j({{"in_sync", r.in_sync()},
+                      {"mode", mode},
+                      {"set", r.set_name},
+                      {"rebaseline_reason", r.rebaseline_reason},
+                      {"listed", r.listed},
+                      {"fetched", r.fetched},
+                      {"up_to_date", r.up_to_date},
+                      {"deleted", r.deleted},
+                      {"deletes_skipped", r.deletes_skipped},
+                      {"delete_refusal", r.delete_refusal},
+                      {"bytes_fetched", r.bytes_fetched},
+                      {"bytes_resumed", r.bytes_resumed},
+                      {"documents", r.documents},
+                      {"document_bytes", r.document_bytes},
+                      {"unverified", r.unverified},
+                      {"failures", failures_json(r.failures)},
+                      {"seconds", r.seconds}});
+    if (trigger) j["trigger"] = trigger;
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    for (const auto& failure : r.failures) {
+      std::printf("failed %s: %s\n",
+                  failure.path.empty() ? failure.url.c_str() : failure.path.c_str(),
+                  failure.error.describe().c_str());
+    }
+    if (trigger) std::printf("[%s] ", trigger);
+    std::printf(
+        "%s: %s %s sync in %.2f s: %llu fetched (%s), %llu up to date, %llu deleted%s%s\n",
+        r.in_sync() ? "in sync" : "NOT in sync", r.set_name.empty() ? "" : r.set_name.c_str(), mode,
+        r.seconds, static_cast<unsigned long long>(r.fetched),
+        human_bytes(static_cast<double>(r.bytes_fetched)).c_str(),
+        static_cast<unsigned long long>(r.up_to_date), static_cast<unsigned long long>(r.deleted),
+        r.failures.empty() ? "" : (", " + std::to_string(r.failures.size()) + " failed").c_str(),
+        r.delete_refusal.empty() ? "" : ("; " + r.delete_refusal).c_str());
+  }
+  if (!r.rebaseline_reason.empty() && !f.quiet) {
+    log_line("client", "WARN", "re-baselined: " + r.rebaseline_reason);
+  }
+  if (r.unverified > 0 && !f.quiet) {
+    log_line("client", "WARN",
+             std::to_string(r.unverified) +
+                 " resources are listed without a hash: checked by "
+                 "length only");
+  }
+  std::fflush(stdout);
+}
+
+// --follow: rounds until SIGINT/SIGTERM, which a thread of its own receives (blocked in all
+// others) and turns into Follower::stop(); the round in progress finishes first.
+int run_follow(const SyncFlags& f, const client::SyncOptions& options) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  client::FollowOptions follow;
+  follow.poll_interval =
+      std::chrono::milliseconds(static_cast<std::int64_t>(f.poll_interval_s * 1000));
+  client::Follower follower(options, follow);
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    while (!done) {
+      const timespec tick{0, 200'000'000};
+      const int signal = sigtimedwait(&signals, nullptr, &tick);
+      if (signal == SIGINT || signal == SIGTERM) {
+        if (!f.quiet) log_line("client", "INFO", "signal received: stopping after this round");
+        follower.stop();
+        return;
+      }
+    }
+  });
+  auto ran = follower.run([&f](const client::FollowRound& round) {
+    const char* trigger = client::round_trigger_name(round.trigger);
+    if (!round.report) {
+      log_line("client", "ERROR",
+               std::string(trigger) + " round: " + round.report.error().describe());
+      if (f.json) {
+        std::printf("%s\n", nlohmann::json({{"in_sync", false},
+                                            {"trigger", trigger},
+                                            {"error", round.report.error().describe()}})
+                                .dump()
+                                .c_str());
+        std::fflush(stdout);
+      }
+      return;
+    }
+    const client::SyncReport& r = *round.report;
+    const bool applied = r.fetched > 0 || r.deleted > 0 || !r.in_sync();
+    const bool worth_a_line = applied || round.trigger == client::RoundTrigger::initial ||
+                              round.trigger == client::RoundTrigger::event;
+    if (f.json || (!f.quiet && worth_a_line)) print_report(r, f, trigger);
+  });
+  done = true;
+  waiter.join();
+  if (!ran) {
+    log_line("client", "ERROR", ran.error().describe());
+    return exit_code_for(ran.error());
+  }
+  return kExitOk;
+}
+
 int run_sync(const SyncFlags& f) {
   int exit_code = kExitOk;
   auto options = options_from(f, exit_code);
   if (!options) return exit_code;
+  if (f.follow) return run_follow(f, *options);
   ProgressBar bar(!f.json && !f.quiet && ::isatty(STDERR_FILENO));
   // Log lines and the bar share stderr: clear the bar before each line.
   if (options->log) {
@@ -156,53 +270,8 @@ int run_sync(const SyncFlags& f) {
     }
     return exit_code_for(report.error());
   }
-  const auto& r = *report;
-  const char* mode = r.mode == client::SyncMode::baseline ? "baseline" : "incremental";
-  if (f.json) {
-    std::printf("%s\n", nlohmann::json({{"in_sync", r.in_sync()},
-                                        {"mode", mode},
-                                        {"set", r.set_name},
-                                        {"rebaseline_reason", r.rebaseline_reason},
-                                        {"listed", r.listed},
-                                        {"fetched", r.fetched},
-                                        {"up_to_date", r.up_to_date},
-                                        {"deleted", r.deleted},
-                                        {"deletes_skipped", r.deletes_skipped},
-                                        {"delete_refusal", r.delete_refusal},
-                                        {"bytes_fetched", r.bytes_fetched},
-                                        {"bytes_resumed", r.bytes_resumed},
-                                        {"documents", r.documents},
-                                        {"document_bytes", r.document_bytes},
-                                        {"unverified", r.unverified},
-                                        {"failures", failures_json(r.failures)},
-                                        {"seconds", r.seconds}})
-                            .dump()
-                            .c_str());
-  } else {
-    for (const auto& failure : r.failures) {
-      std::printf("failed %s: %s\n",
-                  failure.path.empty() ? failure.url.c_str() : failure.path.c_str(),
-                  failure.error.describe().c_str());
-    }
-    std::printf(
-        "%s: %s %s sync in %.2f s: %llu fetched (%s), %llu up to date, %llu deleted%s%s\n",
-        r.in_sync() ? "in sync" : "NOT in sync", r.set_name.empty() ? "" : r.set_name.c_str(), mode,
-        r.seconds, static_cast<unsigned long long>(r.fetched),
-        human_bytes(static_cast<double>(r.bytes_fetched)).c_str(),
-        static_cast<unsigned long long>(r.up_to_date), static_cast<unsigned long long>(r.deleted),
-        r.failures.empty() ? "" : (", " + std::to_string(r.failures.size()) + " failed").c_str(),
-        r.delete_refusal.empty() ? "" : ("; " + r.delete_refusal).c_str());
-  }
-  if (!r.rebaseline_reason.empty() && !f.quiet) {
-    log_line("client", "WARN", "re-baselined: " + r.rebaseline_reason);
-  }
-  if (r.unverified > 0 && !f.quiet) {
-    log_line("client", "WARN",
-             std::to_string(r.unverified) +
-                 " resources are listed without a hash: checked by "
-                 "length only");
-  }
-  return r.in_sync() ? kExitOk : kExitPartial;
+  print_report(*report, f, nullptr);
+  return report->in_sync() ? kExitOk : kExitPartial;
 }
 
 int run_audit(const SyncFlags& f) {
@@ -280,11 +349,20 @@ void add_sync_command(CLI::App& app, int& exit_code) {
                  "baseline from the source's Resource Dump (ZIP packages, unpacked by their "
                  "manifests) instead of one GET per file; falls back to the Resource List, with a "
                  "log line, when the source offers no Resource Dump");
+  sync->add_flag("--follow", f->follow,
+                 "stay running: sync again whenever the source announces changes (its "
+                 "changelist-notification event stream), polling while that is unavailable; "
+                 "SIGINT/SIGTERM end it after the round in progress (exit 0)");
+  sync->add_option("--poll-interval", f->poll_interval_s,
+                   "seconds between polls of the Change List while --follow has no event "
+                   "stream (default 10)")
+      ->check(CLI::Range(0.05, 86400.0));
   sync->footer(
       "Examples:\n"
       "  shardsync sync http://host:8080/ ./mirror --collection ckpt\n"
       "  shardsync sync http://host:8080/ckpt/capabilitylist.xml ./mirror --delete\n"
       "  shardsync sync http://host:8080/ckpt/capabilitylist.xml ./mirror --via-dump\n"
+      "  shardsync sync http://host:8080/ ./mirror --collection ckpt --follow\n"
       "The first run copies everything (baseline); later runs fetch only what changed since.\n"
       "Exit: 0 in sync, 1 failure, 2 usage, 3 finished but some resources failed (listed).");
   sync->callback([f, &exit_code] { exit_code = run_sync(*f); });

@@ -5,3 +5,7 @@ target_sources(shardsync_client PRIVATE
   src/sync_state.cpp
   src/change_plan.cpp
   src/sync.cpp)
+# --follow: the event stream reader and the follow loop.
+target_sources(shardsync_client PRIVATE
+  src/event_source.cpp
+  src/follow.cpp)

@@ -3,3 +3,8 @@
 target_sources(shardsync_server PRIVATE
   src/http_handler.cpp
   src/http_server.cpp)
+# Push notifications: payloads and history (no Beast), and the hub with its outgoing calls
+# and the event streams' queues (Beast, a second I/O TU).
+target_sources(shardsync_server PRIVATE
+  src/notifier.cpp
+  src/push_hub.cpp)

@@ -376,9 +376,50 @@ ResponsePlan serve_resource(const HttpRequest& request, const ServedResource& re
   return plan;
 }
 
+// GET/HEAD on a notification topic: WebSub discovery (Link headers), or the event stream.
+ResponsePlan serve_topic(const HttpRequest& request, const Site& site,
+                         const std::string& collection, Channel channel) {
+  const std::string hub = hub_url(site.base_url);
+  const std::string topic = topic_url(site.base_url, collection, channel);
+  const std::string links = "<" + hub + ">; rel=\"hub\", <" + topic + ">; rel=\"self\"";
+  bool wants_stream = false;
+  for_each_element(request.accept, [&](std::string_view element) {
+    const std::string_view type = trim(element.substr(0, element.find(';')));
+    if (iequals(type, "text/event-stream")) wants_stream = true;
+  });
+  if (wants_stream && request.method == "GET") {
+    ResponsePlan plan;
+    add(plan, "Link", links);
+    EventStreamRequest stream{collection, channel, 0, hub, topic};
+    std::uint64_t last = 0;
+    if (parse_u64(trim(request.last_event_id), last)) stream.last_event_id = last;
+    plan.event_stream = std::move(stream);
+    return plan;
+  }
+  ResponsePlan plan =
+      error(200, std::string(channel_name(channel)) + " topic of " + collection +
+                     ": subscribe at " + hub + ", or GET it with Accept: text/event-stream");
+  plan.headers.pop_back();  // no-store is for errors
+  add(plan, "Cache-Control", "no-cache");
+  add(plan, "Link", links);
+  return plan;
+}
+
 ResponsePlan route(const HttpRequest& request, const Site* site, const HandlerContext& context) {
   const std::string_view method = request.method;
   const bool write = method == "PUT" || method == "DELETE";
+  const bool hub_post = method == "POST" && context.options->notifier &&
+                        decode_target_path(request.target) == std::string(kHubPath);
+  if (hub_post) {
+    if (site == nullptr) {
+      ResponsePlan busy = error(503, "starting");
+      add(busy, "Retry-After", "1");
+      return busy;
+    }
+    ResponsePlan plan;
+    plan.hub_form = true;
+    return plan;
+  }
   if (!is_get_or_head(method) && !write) return not_allowed(known_method(method));
 
   const std::optional<std::string> path = decode_target_path(request.target);
@@ -446,6 +487,16 @@ ResponsePlan route(const HttpRequest& request, const Site* site, const HandlerCo
     const auto resource = site->resources.find(std::string(p.substr(1)));
     if (resource != site->resources.end()) {
       return serve_resource(request, resource->second, *site, protected_, context);
+    }
+  }
+  if (options.notifier) {
+    if (p == kHubPath) {
+      ResponsePlan plan = error(405, "the WebSub hub takes form POSTs");
+      add(plan, "Allow", "POST");
+      return plan;
+    }
+    if (auto topic = parse_topic_path(p); topic && find_collection(*site, topic->first)) {
+      return serve_topic(request, *site, topic->first, topic->second);
     }
   }
   return error(404, "not found");
@@ -685,6 +736,10 @@ bool etag_list_matches(std::string_view list, std::string_view tag, bool weak) {
   return false;
 }
 
+bool bearer_matches(std::string_view authorization, std::string_view token) {
+  return check_bearer(authorization, token) == TokenCheck::ok;
+}
+
 bool secrets_equal(std::string_view a, std::string_view b) {
   // Digests first, so neither the length nor a common prefix shows in the timing.
   unsigned char da[EVP_MAX_MD_SIZE], db[EVP_MAX_MD_SIZE];
@@ -733,6 +788,8 @@ std::string_view reason_phrase(unsigned status) {
       return "OK";
     case 201:
       return "Created";
+    case 202:
+      return "Accepted";
     case 204:
       return "No Content";
     case 206:
@@ -962,6 +1019,15 @@ std::string render_metrics(const Metrics& m) {
   metric("shardsync_files_hashed_total", "counter", "Files read and hashed.", load(m.files_hashed));
   metric("shardsync_errors_total", "counter", "Errors (I/O, internal, failed responses).",
          load(m.errors));
+  metric("shardsync_notifications_total", "counter", "Change/Framework Notifications published.",
+         load(m.notifications));
+  metric("shardsync_push_deliveries_total", "counter", "Notifications delivered to callbacks.",
+         load(m.push_deliveries));
+  metric("shardsync_push_failures_total", "counter",
+         "Notifications given up on (the subscriber was dropped).", load(m.push_failures));
+  metric("shardsync_push_subscriptions", "gauge", "Active WebSub subscriptions.",
+         load(m.push_subscriptions));
+  metric("shardsync_event_streams", "gauge", "Open event streams.", load(m.event_streams));
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "shardsync/server/http_server.hpp"
+#include "shardsync/server/notifier.hpp"
 #include "shardsync/server/site.hpp"
 #include "shardsync/unique_fd.hpp"
 
@@ -78,6 +79,9 @@ enum class Coding { identity, gzip, zstd };
 // weakly (W/"x" matches "x"). "*" matches any.
 [[nodiscard]] bool etag_list_matches(std::string_view list, std::string_view tag, bool weak);
 
+// Whether `authorization` is `Bearer <token>`, compared in constant time.
+[[nodiscard]] bool bearer_matches(std::string_view authorization, std::string_view token);
+
 // Constant-time comparison of secrets of any length (compares SHA-256 digests).
 [[nodiscard]] bool secrets_equal(std::string_view a, std::string_view b);
 
@@ -96,6 +100,16 @@ struct HttpRequest {
   std::string_view if_match;
   std::string_view if_unmodified_since;
   std::string_view accept_encoding;
+  std::string_view accept;
+  std::string_view last_event_id;
+};
+
+// A GET that asked a notification topic for its event stream.
+struct EventStreamRequest {
+  std::string collection;
+  Channel channel = Channel::changelist;
+  std::uint64_t last_event_id = 0;  // 0: none given (only new events)
+  std::string hub, topic;           // for the Link header
 };
 
 enum class BodySource {
@@ -125,6 +139,11 @@ struct ResponsePlan {
   // For PUT and DELETE, once the checks passed: what to publish.
   std::optional<PublishRequest> publish;
   bool publish_remove = false;
+
+  // A hub request (POST to the hub): the session reads the form body and lets the hub answer.
+  bool hub_form = false;
+  // GET with Accept: text/event-stream on a topic: the session streams events.
+  std::optional<EventStreamRequest> event_stream;
 };
 
 struct HandlerContext {

@@ -44,7 +44,9 @@
 #include <unordered_set>
 
 #include "http_handler.hpp"
+#include "push_hub.hpp"
 #include "shardsync/server/errc.hpp"
+#include "shardsync/server/notifier.hpp"
 
 namespace shardsync::server {
 namespace {
@@ -103,6 +105,10 @@ struct ServerState {
   std::atomic<bool> ran{false};
   bool stopping = false;
   std::unordered_set<SessionEntry*> sessions;
+  // The WebSub hub and event streams (when HttpOptions::notifier is set), and the id of the
+  // notifier listener that posts notifications to it.
+  std::unique_ptr<detail::PushHub> hub;
+  std::uint64_t listener = 0;
 
   void say(std::string_view level, const std::string& message) const {
     if (log) log(level, message);
@@ -117,6 +123,7 @@ struct ServerState {
     error_code ignored;
     if (acceptor) acceptor->close(ignored);
     if (signals) signals->cancel(ignored);
+    if (hub) hub->shutdown();
     for (SessionEntry* s : sessions) {
       if (!s->busy) s->socket->cancel(ignored);
     }
@@ -478,6 +485,45 @@ net::awaitable<std::optional<std::size_t>> read_body_chunk(Stream* stream,
   co_return kBodyChunk - parser->get().body().size;
 }
 
+// Form bodies of hub requests (WebSub's are a few hundred bytes).
+constexpr std::size_t kMaxHubForm = 16 * 1024;
+
+// Writes a topic's events to the connection as they come (Server-Sent Events), with a
+// comment line when there has been nothing for the heartbeat interval, until the reader
+// leaves, falls too far behind, or the server stops.
+template <class Stream>
+net::awaitable<void> stream_events(ServerState* server, Connection<Stream>* conn,
+                                   detail::EventStreamRequest request) {
+  const std::shared_ptr<detail::EventStream> events = server->hub->open_stream(request);
+  if (!events) {
+    detail::ResponsePlan busy = detail::text_response(503, "too many event streams", now_seconds());
+    busy.headers.emplace_back("Retry-After", "5");
+    busy.close = true;
+    co_await conn->send(busy, false, 11);
+    co_return;
+  }
+  static constexpr std::string_view kHeartbeat = ": keep-alive\n\n";
+  const std::string head = detail::event_stream_head(request, now_seconds());
+  server->count_response(200, head.size());
+  bool ok = co_await conn->write(net::buffer(head));
+  std::string out;
+  while (ok && !server->stopping && !events->overflow) {
+    if (server->hub->take(*events, out)) {
+      ok = co_await conn->write(net::buffer(out));
+      conn->add_sent(out.size());
+      continue;
+    }
+    // No deadline while idle: the heartbeat's write has its own.
+    conn->lowest().expires_never();
+    events->wake.expires_after(server->options.push.heartbeat);
+    auto [ec] = co_await events->wake.async_wait(use_nothrow);
+    if (server->stopping) break;
+    if (!ec) ok = co_await conn->write(net::buffer(kHeartbeat.data(), kHeartbeat.size()));
+  }
+  if (events->overflow) server->say("warn", "http: event stream reader too slow; closed");
+  server->hub->close_stream(events);
+}
+
 // What ends a session's loop.
 enum class Ending {
   quiet,     // the client left, timed out, or the server is stopping: just close
@@ -607,6 +653,8 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
     req.if_match = field_value(request, http::field::if_match, joined[6]);
     req.if_unmodified_since = request[http::field::if_unmodified_since];
     req.accept_encoding = field_value(request, http::field::accept_encoding, joined[7]);
+    req.accept = request[http::field::accept];
+    req.last_event_id = request["Last-Event-ID"];
 
     detail::HandlerContext context;
     context.options = &options;
@@ -618,7 +666,31 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
     bool body_read = parser.is_done();
     if (!body_read && !scratch) scratch = std::make_unique<char[]>(kBodyChunk);
 
-    if (plan.publish && !plan.publish_remove) {
+    if (plan.hub_form && server->hub && site) {
+      // A subscription request: the form body (small), then the hub's answer.
+      std::string form;
+      bool lost = false;
+      if (!parser.is_done() && iequals(request[http::field::expect], "100-continue")) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (!co_await conn.write(net::buffer(kContinue.data(), kContinue.size()))) break;
+      }
+      while (!parser.is_done() && form.size() <= kMaxHubForm) {
+        const std::optional<std::size_t> n = co_await read_body_chunk(
+            &stream, &buffer, &parser, scratch.get(), options.body_timeout);
+        if (!n) {
+          lost = true;
+          break;
+        }
+        form.append(scratch.get(), *n);
+      }
+      if (lost) break;
+      if (form.size() > kMaxHubForm) {
+        plan = reject(413, "request body too large");
+      } else {
+        plan = server->hub->handle_form(form, req.authorization, *site, now_seconds());
+      }
+      body_read = true;
+    } else if (plan.publish && !plan.publish_remove) {
       // PUT: stream the body into the app's upload.
       plan.publish->length =
           parser.content_length() ? std::optional(*parser.content_length()) : std::nullopt;
@@ -704,6 +776,12 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
     }
     if (plan.status == 500) server->say("error", "http: 500 for " + std::string(req.target));
 
+    if (plan.event_stream && server->hub && body_read) {
+      // The stream ends the connection; shutdown may close it at once.
+      entry.busy = false;
+      co_await stream_events(server, &conn, *plan.event_stream);
+      break;
+    }
     const bool keep_alive = parser.keep_alive() && !plan.close && !server->stopping;
     if (!co_await conn.send(plan, keep_alive, request.version())) break;
     if (!keep_alive) {
@@ -890,10 +968,20 @@ Result<void> HttpServer::run() {
   });
   // Once port() is known, signals are handled too.
   s.port.store(bound);
+  if (o.notifier) {
+    s.hub = std::make_unique<detail::PushHub>(s.ioc, o, s.metrics, s.log);
+    // From the Source's thread to the server's: the hub is touched on the io_context only.
+    detail::PushHub* hub = s.hub.get();
+    net::io_context* ioc = &s.ioc;
+    s.listener = o.notifier->add_listener([hub, ioc](const std::shared_ptr<const Notification>& n) {
+      net::post(*ioc, [hub, n] { hub->publish(n); });
+    });
+  }
   s.say("info", std::string("http: listening on ") + (s.tls ? "https://" : "http://") + o.host +
                     ":" + std::to_string(bound));
   net::co_spawn(s.ioc, listen(&s), [&s](std::exception_ptr e) { report(&s, "listener", e); });
   s.ioc.run();
+  if (o.notifier) o.notifier->remove_listener(s.listener);
   s.blocking.join();
   s.say("info", "http: stopped");
   return {};

@@ -69,12 +69,13 @@ std::string basename_of(const std::string& path) {
 class FileUpload final : public Upload {
  public:
   FileUpload(const PublishRequest& request, UniqueFd dir, std::string temp, UniqueFd file,
-             const RecordChange& record)
+             const RecordChange& record, const CacheHashes& cache)
       : request_(request),
         dir_(std::move(dir)),
         temp_(std::move(temp)),
         file_(std::move(file)),
         record_(record),
+        cache_(cache),
         hasher_({sitemap::HashAlgorithm::sha256, sitemap::HashAlgorithm::md5}) {}
 
   ~FileUpload() override {
@@ -106,6 +107,18 @@ class FileUpload final : public Upload {
     if (::fstat(file_.get(), &st) != 0) return io_error("cannot stat the upload");
     file_.reset();
 
+    // Digests and key before the rename (which keeps inode and mtime): see CacheHashes.
+    const sitemap::HashList hashes = hasher_.finish();
+    const FileKey key{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                      received_, ns_of(st.st_mtim)};
+    if (cache_) {
+      if (auto r = cache_(key, std::string(hashes.get(sitemap::HashAlgorithm::sha256)),
+                          std::string(hashes.get(sitemap::HashAlgorithm::md5)));
+          !r) {
+        return fail(r.error());
+      }
+    }
+
     const std::string name = basename_of(request_.path);
     struct stat old {};
     const bool existed = ::fstatat(dir_.get(), name.c_str(), &old, AT_SYMLINK_NOFOLLOW) == 0;
@@ -118,18 +131,16 @@ class FileUpload final : public Upload {
     committed_ = true;
     if (::fsync(dir_.get()) != 0) return io_error("cannot fsync the directory of " + request_.path);
 
-    const sitemap::HashList hashes = hasher_.finish();
     ResourceState state{request_.path,
                         received_,
                         std::string(hashes.get(sitemap::HashAlgorithm::sha256)),
                         std::string(hashes.get(sitemap::HashAlgorithm::md5)),
                         ns_of(st.st_mtim),
                         media_type_of(request_.path)};
-    const FileKey key{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                      received_, ns_of(st.st_mtim)};
     auto change = record_(request_.collection, sitemap::ChangeType::updated, state, key);
     if (!change) return fail(change.error());
-    const bool created = *change && (*change)->change == sitemap::ChangeType::created;
+    // By what was there before the rename: the watcher may have logged the file already.
+    const bool created = !existed;
     return PublishReply{created ? 201u : 204u, created ? "created\n" : ""};
   }
 
@@ -139,6 +150,7 @@ class FileUpload final : public Upload {
   std::string temp_;
   UniqueFd file_;
   RecordChange record_;
+  CacheHashes cache_;
   sitemap::Hasher hasher_;
   std::uint64_t received_ = 0;
   bool committed_ = false;
@@ -147,6 +159,7 @@ class FileUpload final : public Upload {
 struct Publisher {
   std::vector<Collection> collections;
   RecordChange record;
+  CacheHashes cache;
 
   Result<std::unique_ptr<Upload>> put(const PublishRequest& request) {
     const Collection* c = find(collections, request.collection);
@@ -162,8 +175,8 @@ struct Publisher {
     UniqueFd file(::openat(dir->get(), temp.c_str(),
                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (!file) return io_error("cannot create the upload of " + request.path);
-    return std::unique_ptr<Upload>(
-        std::make_unique<FileUpload>(request, std::move(*dir), temp, std::move(file), record));
+    return std::unique_ptr<Upload>(std::make_unique<FileUpload>(request, std::move(*dir), temp,
+                                                                std::move(file), record, cache));
   }
 
   Result<PublishReply> remove(const PublishRequest& request) {
@@ -195,9 +208,10 @@ struct Publisher {
 
 }  // namespace
 
-PublishHooks make_publish_hooks(std::vector<Collection> collections, RecordChange record) {
-  auto publisher =
-      std::make_shared<Publisher>(Publisher{std::move(collections), std::move(record)});
+PublishHooks make_publish_hooks(std::vector<Collection> collections, RecordChange record,
+                                CacheHashes cache) {
+  auto publisher = std::make_shared<Publisher>(
+      Publisher{std::move(collections), std::move(record), std::move(cache)});
   PublishHooks hooks;
   hooks.put = [publisher](const PublishRequest& r) { return publisher->put(r); };
   hooks.remove = [publisher](const PublishRequest& r) { return publisher->remove(r); };

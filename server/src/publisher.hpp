@@ -22,7 +22,13 @@ using RecordChange = std::function<Result<std::optional<Change>>(
     const std::string& collection, sitemap::ChangeType change, const ResourceState& state,
     const FileKey& key)>;
 
+// Remembers an upload's digests by its FileKey before it is renamed into place, so that a
+// watcher that sees the rename before the change is logged takes them from the hash cache
+// instead of reading the file again.
+using CacheHashes = std::function<Result<void>(const FileKey& key, const std::string& sha256,
+                                               const std::string& md5)>;
+
 [[nodiscard]] PublishHooks make_publish_hooks(std::vector<Collection> collections,
-                                              RecordChange record);
+                                              RecordChange record, CacheHashes cache = {});
 
 }  // namespace shardsync::server::detail

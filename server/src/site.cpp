@@ -289,24 +289,6 @@ class SiteBuilder {
     return {};
   }
 
-  static Entry change_entry(const std::string& base, const Change& change) {
-    Entry e;
-    e.loc = base + sitemap::encode_path(change.path);
-    e.md.emplace();
-    e.md->change = change.change;
-    e.md->datetime = at_ns(change.datetime_ns);
-    if (change.change != sitemap::ChangeType::deleted) {
-      e.lastmod = at_ns(change.state.mtime_ns);
-      if (!change.state.sha256.empty()) {
-        e.md->hash.set(sitemap::HashAlgorithm::sha256, change.state.sha256);
-      }
-      if (!change.state.md5.empty()) e.md->hash.set(sitemap::HashAlgorithm::md5, change.state.md5);
-      e.md->length = change.state.length;
-      e.md->type = change.state.type;
-    }
-    return e;
-  }
-
   Result<void> capability_list(const Collection& c, const CollectionInfo& info) {
     DocumentHeader header = sitemap::make_capability_list(source_description_url());
     std::vector<Entry> entries;
@@ -317,6 +299,18 @@ class SiteBuilder {
       e.md.emplace();
       e.md->capability = sitemap::capability_name(capability);
       entries.push_back(std::move(e));
+    }
+    if (options_.notifications) {
+      // The channels' topic URIs (notifier.hpp), where WebSub subscribers and event streams
+      // go; their capability names the channel.
+      for (const Capability capability :
+           {Capability::changelist_notification, Capability::framework_notification}) {
+        Entry e;
+        e.md.emplace();
+        e.md->capability = sitemap::capability_name(capability);
+        e.loc = documents_url(c) + e.md->capability;
+        entries.push_back(std::move(e));
+      }
     }
     auto doc = serve(header, entries, info.created_ns, false);
     if (!doc) return fail(doc.error());
@@ -347,6 +341,24 @@ class SiteBuilder {
 };
 
 }  // namespace
+
+Entry change_entry(const std::string& base, const Change& change) {
+  Entry e;
+  e.loc = base + sitemap::encode_path(change.path);
+  e.md.emplace();
+  e.md->change = change.change;
+  e.md->datetime = at_ns(change.datetime_ns);
+  if (change.change != sitemap::ChangeType::deleted) {
+    e.lastmod = at_ns(change.state.mtime_ns);
+    if (!change.state.sha256.empty()) {
+      e.md->hash.set(sitemap::HashAlgorithm::sha256, change.state.sha256);
+    }
+    if (!change.state.md5.empty()) e.md->hash.set(sitemap::HashAlgorithm::md5, change.state.md5);
+    e.md->length = change.state.length;
+    e.md->type = change.state.type;
+  }
+  return e;
+}
 
 ServedDocument::~ServedDocument() {
   for (const int fd : {body_fd, gzip_fd, zstd_fd}) {

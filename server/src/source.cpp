@@ -138,8 +138,9 @@ struct Source::Impl {
     const std::shared_ptr<const Site> previous = site.load();
     auto next = build_site(*change_log, site_options, previous.get());
     if (!next) return fail(next.error());
-    site.store(std::move(*next));
+    site.store(*next);
     dirty = false;
+    if (options.on_rebuild) options.on_rebuild(*next, previous.get());
     return {};
   }
 
@@ -155,6 +156,32 @@ struct Source::Impl {
     return {};
   }
 
+  // Lets a burst of events (a checkpoint of many shards) arrive before rebuilding: applies
+  // events as they come until the watchers stay quiet for kQuiet, for rebuild_delay at most.
+  // A lone file is thus published kQuiet after its close, not rebuild_delay after (push
+  // notifications make that latency visible).
+  void settle(std::vector<pollfd>& fds) {
+    static constexpr std::chrono::milliseconds kQuiet{3};
+    const auto deadline = std::chrono::steady_clock::now() + options.rebuild_delay;
+    while (!stopping) {
+      std::uint64_t wakes = 0;
+      [[maybe_unused]] const auto n = ::read(wake_fd, &wakes, sizeof wakes);
+      {
+        std::lock_guard lock(mutex);
+        if (auto r = drain_events(); !r) {
+          ++metrics.errors;
+          say("error", "refresh: " + r.error().describe());
+        }
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left <= std::chrono::milliseconds(0)) return;
+      if (::poll(fds.data(), fds.size(), static_cast<int>(std::min(left, kQuiet).count())) <= 0) {
+        return;
+      }
+    }
+  }
+
   void run() {
     std::vector<pollfd> fds;
     for (const auto& w : watchers) fds.push_back(pollfd{w->fd(), POLLIN, 0});
@@ -165,12 +192,7 @@ struct Source::Impl {
                                    std::chrono::milliseconds(0), std::chrono::milliseconds(250));
       const int ready = ::poll(fds.data(), fds.size(), static_cast<int>(wait.count()));
       if (stopping) break;
-      if (ready > 0) {
-        std::uint64_t wakes = 0;
-        [[maybe_unused]] const auto n = ::read(wake_fd, &wakes, sizeof wakes);
-        // Let a burst of events (a checkpoint of many shards) arrive before rebuilding.
-        std::this_thread::sleep_for(options.rebuild_delay);
-      }
+      if (ready > 0) settle(fds);
       if (ready > 0 || std::chrono::steady_clock::now() >= next_rescan) {
         if (auto r = refresh(); !r) {
           ++metrics.errors;
@@ -206,7 +228,8 @@ Result<std::unique_ptr<Source>> Source::open(SourceOptions options, Metrics& met
 
 Result<void> Source::start(const std::string& base_url) {
   Impl& s = *impl_;
-  s.site_options = SiteOptions{base_url, s.options.collections, s.options.list_entries};
+  s.site_options =
+      SiteOptions{base_url, s.options.collections, s.options.list_entries, s.options.notifications};
   {
     std::lock_guard lock(s.mutex);
     if (auto r = s.rebuild(); !r) return r;
@@ -230,7 +253,11 @@ PublishHooks Source::publish_hooks() {
   return detail::make_publish_hooks(
       impl->options.collections,
       [impl](const std::string& collection, sitemap::ChangeType change, const ResourceState& state,
-             const FileKey& key) { return impl->record(collection, change, state, key); });
+             const FileKey& key) { return impl->record(collection, change, state, key); },
+      [impl](const FileKey& key, const std::string& sha256, const std::string& md5) {
+        std::lock_guard lock(impl->mutex);
+        return impl->change_log->cache_hashes(key, sha256, md5);
+      });
 }
 
 }  // namespace shardsync::server

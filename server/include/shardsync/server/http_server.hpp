@@ -13,6 +13,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "shardsync/result.hpp"
 #include "shardsync/server/scanner.hpp"
@@ -60,6 +61,36 @@ struct PublishHooks {
   std::function<Result<PublishReply>(const PublishRequest&)> remove;
 };
 
+class Notifier;
+
+// Push notifications (notifier.hpp for the URL layout): the WebSub hub and the event streams.
+// Subscriptions live in memory only: a restarted server has none, and subscribers renew
+// (WebSub leases expire anyway).
+struct PushOptions {
+  // Hosts (as written in callback URLs) the hub may connect to; "*" allows any. Empty: only
+  // callbacks whose host resolves to loopback addresses, so that a subscriber cannot make
+  // the server probe the networks it can reach.
+  std::vector<std::string> allowed_callback_hosts;
+  std::size_t max_subscriptions = 64;
+  std::chrono::seconds default_lease{24 * 3600};
+  std::chrono::seconds max_lease{7 * 24 * 3600};
+  // Delivery: attempts per notification, the first backoff (doubled after each failure),
+  // the time one request to a callback may take, and how many notifications wait per
+  // subscriber (past that the oldest are dropped).
+  int max_attempts = 4;
+  std::chrono::milliseconds initial_backoff{1000};
+  std::chrono::seconds callback_timeout{10};
+  std::size_t max_pending = 64;
+  // Event streams (text/event-stream on a topic): how many at once, the comment line sent
+  // when there is nothing else, and the bytes queued for one slow reader before its stream
+  // is closed (it reconnects with Last-Event-ID and catches up from the change log).
+  std::size_t max_streams = 256;
+  std::chrono::seconds heartbeat{15};
+  std::size_t max_stream_backlog = 1 << 20;
+  // Events replayed to a reader that reconnects with Last-Event-ID.
+  std::size_t max_replay = 16;
+};
+
 struct HttpOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;  // 0: any free port
@@ -88,6 +119,9 @@ struct HttpOptions {
   bool sendfile = true;
   // PUT/DELETE; empty: both get 405.
   PublishHooks publish;
+  // Change and Framework Notification (topics, hub, event streams); null: none served.
+  std::shared_ptr<Notifier> notifier;
+  PushOptions push;
 };
 
 // Counters shown at /metrics (Prometheus text format). Updated from any thread.
@@ -99,6 +133,8 @@ struct Metrics {
   std::atomic<std::uint64_t> changes{0};
   std::atomic<std::uint64_t> hash_cache_hits{0}, files_hashed{0};
   std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> notifications{0}, push_deliveries{0}, push_failures{0};
+  std::atomic<std::uint64_t> push_subscriptions{0}, event_streams{0};
 };
 
 class HttpServer {

@@ -30,6 +30,8 @@ struct SiteOptions {
   std::vector<Collection> collections;
   // Entries per Resource List part and per Change List (Sitemaps allow 50,000).
   std::uint64_t list_entries = 50'000;
+  // Advertise the notification topics (notifier.hpp) in each Capability List.
+  bool notifications = false;
 };
 
 struct ServedDocument {
@@ -68,6 +70,10 @@ struct Site {
   // retained change}. A rebuild reuses a collection whose position has not moved.
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> versions;
 };
+
+// The Change List entry of `change`, for a collection whose resources live under
+// `collection_url` (shared with the change notifications).
+[[nodiscard]] sitemap::Entry change_entry(const std::string& collection_url, const Change& change);
 
 // Builds the snapshot from the log. Closed Change Lists of `previous` are reused as they
 // are (they are immutable), so a rebuild renders only what changed.

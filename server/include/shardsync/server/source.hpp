@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,8 +25,15 @@ struct SourceOptions {
   std::uint64_t list_entries = 50'000;            // per Resource List part / Change List
   std::chrono::seconds rescan_interval{300};      // full rescans catch what inotify missed
   std::optional<std::chrono::seconds> retention;  // drop changes older than this (whole lists)
-  std::chrono::milliseconds rebuild_delay{50};    // let a burst of events settle first
+  // The longest a burst of events may settle before the rebuild; it ends sooner, once the
+  // watchers have been quiet for 3 ms (a lone file is published within milliseconds).
+  std::chrono::milliseconds rebuild_delay{50};
   ScanOptions scan;
+  // Called on the Source's thread after each rebuild, with the new and the previous snapshot
+  // (nullptr on the first): the notifier's hook. Must not call back into the Source.
+  std::function<void(const std::shared_ptr<const Site>&, const Site*)> on_rebuild;
+  // Advertise the notification channels in the Capability Lists (SiteOptions::notifications).
+  bool notifications = false;
 };
 
 class Source {

@@ -39,14 +39,10 @@ constexpr char kValidatorXattr[] = "user.shardsync.validator";
 // Response headers of one request, redirects included; libcurl caps single lines at 100 KiB,
 // this caps the sum (RELIABILITY.md C8).
 constexpr std::size_t kMaxHeaderBytes = 256 * 1024;
-// Batches queued for hashing beyond the one each transfer fills: enough to ride out a slow
-// hashing moment, small enough to bound memory (2 MiB with the default 256 KiB batches).
+// Batches queued for writing and hashing beyond the one each transfer fills: enough to ride
+// out a slow moment of the disk or the hasher, small enough to bound memory (8 MiB with the
+// default 1 MiB batches).
 constexpr std::size_t kQueuedBatches = 8;
-// Start the kernel's writeback every this many bytes, so the fsync before the rename finds
-// little left to write: for 2 GiB on this VM's ext4 it took 3 ms instead of 0.65–0.8 s.
-// (No fallocate up front: it bought nothing measurable on ext4 and cost 10–60 % on tmpfs,
-// which zeroes the pages it reserves.)
-constexpr std::uint64_t kWritebackBytes = 8 << 20;
 // Bodies held in memory up to this size are hashed on the curl thread (hashes_inline).
 constexpr std::size_t kInlineHashBytes = 64 * 1024;
 
@@ -257,14 +253,15 @@ struct Downloader::Impl::Transfer {
   std::string temp_name;
   std::string primary_origin;
   UniqueFd fd;
+  UniqueFd direct_fd;  // the same file opened O_DIRECT (by the writer, for aligned batches)
+  bool direct_failed = false;
   std::vector<HashAlgorithm> algorithms;
   std::shared_ptr<HashStream> stream;
   std::string validator;      // of the bytes in the temp file; empty: they cannot be resumed
   bool xattr_set = false;     // the temp file may carry the validator xattr
   std::string held;           // a body complete in its one batch, for the committer to write
   std::uint64_t offset = 0;   // body bytes kept: written, or waiting in `batch`
-  std::uint64_t written = 0;  // body bytes in the file
-  std::uint64_t writeback_from = 0;
+  std::uint64_t written = 0;  // body bytes in the file (as of the last drain)
   std::unique_ptr<Batch> batch;
   DownloadOutcome outcome;
   std::size_t url_index = 0;
@@ -421,7 +418,9 @@ void Downloader::Impl::begin(DownloadJob job) {
     return start_request(t);
   }
   t.validator = std::move(validator);
-  t.offset = t.written = t.writeback_from = t.outcome.resumed_from = size;
+  t.offset = t.written = t.outcome.resumed_from = size;
+  t.stream->written = size;
+  t.stream->writeback_from = size;
   // Its bytes are hashed once, on the hashing thread, ahead of the batches that follow them.
   UniqueFd reader(::fcntl(t.fd.get(), F_DUPFD_CLOEXEC, 0));
   if (!reader) return fail(t, os_error(errno, "dup"));
@@ -569,6 +568,10 @@ std::size_t Downloader::Impl::on_body(char* data, std::size_t, std::size_t count
   try {
     if (!t.body_started && !impl.start_body(t)) return 0;
     if (t.abort != Abort::none) return 0;
+    if (t.stream->write_errno.load(std::memory_order_relaxed) != 0) {
+      t.abort = Abort::local;  // request_done() names the error
+      return 0;
+    }
     if (t.job.length && t.offset + count > *t.job.length) {
       // More than listed: the source changed or lies; stop instead of fetching the rest.
       t.abort = Abort::wrong_length;
@@ -665,7 +668,8 @@ bool Downloader::Impl::ready_to_write(Transfer& t, bool last) {
   return false;
 }
 
-// Writes the filled batch at its place in the file, then hands it to the hashing thread.
+// Hands the filled batch to the writer thread (then the hashing thread), at its place in the
+// file.
 // `last`: the batch completes the body (see ready_to_write).
 bool Downloader::Impl::flush(Transfer& t, bool last) {
   if (!t.batch || t.batch->size == 0) return true;
@@ -683,42 +687,30 @@ bool Downloader::Impl::flush(Transfer& t, bool last) {
     return true;
   }
   if (!ready_to_write(t, last)) {
-    t.offset = t.written;
+    t.offset -= t.batch->size;  // the bytes before it are queued
     t.batch->size = 0;
     return false;
   }
-  const char* data = t.batch->data.get();
-  std::size_t left = t.batch->size;
-  while (left > 0) {
-    const ssize_t n = ::pwrite(t.fd.get(), data, left, static_cast<off_t>(t.written));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      t.local_error = os_error(errno, "writing " + t.temp_name + " for " + t.job.leaf);
-      t.abort = Abort::local;
-      // Only what reached the file is kept; the digest is abandoned (a rerun re-hashes).
-      t.offset = t.written;
-      t.batch->size = 0;
-      return false;
-    }
-    data += n;
-    left -= static_cast<std::size_t>(n);
-    t.written += static_cast<std::uint64_t>(n);
+  if (!t.direct_fd && !t.direct_failed) {
+    // A second open file description of the same inode, so O_DIRECT does not change the
+    // flags of t.fd (or of the dup hashing a resumed partial).
+    const std::string self = "/proc/self/fd/" + std::to_string(t.fd.get());
+    t.direct_fd = UniqueFd(::open(self.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT));
+    t.direct_failed = !t.direct_fd;
   }
-  if (t.written - t.writeback_from >= kWritebackBytes) {
-    ::sync_file_range(t.fd.get(), static_cast<off_t>(t.writeback_from),
-                      static_cast<off_t>(t.written - t.writeback_from), SYNC_FILE_RANGE_WRITE);
-    t.writeback_from = t.written;
-  }
-  pipeline->hash(t.stream, std::move(t.batch));
+  const std::uint64_t at = t.offset - t.batch->size;
+  pipeline->write(t.stream, t.fd.get(), t.direct_fd ? t.direct_fd.get() : -1, at,
+                  std::move(t.batch));
   return true;
 }
 
 // Forgets the bytes held for a job: the file is emptied and the digest starts over.
 bool Downloader::Impl::reset_content(Transfer& t) {
+  pipeline->drain(*t.stream);  // no write of the old bytes may land after the truncation
   t.stream->cancelled = true;
   t.stream = std::make_shared<HashStream>(t.algorithms);
   if (t.batch) t.batch->size = 0;
-  t.offset = t.written = t.writeback_from = 0;
+  t.offset = t.written = 0;
   t.outcome.resumed_from = 0;
   t.validator.clear();
   t.held.clear();
@@ -736,6 +728,16 @@ void Downloader::Impl::request_done(Transfer& t, CURLcode code) {
   if (code == CURLE_OK && !t.body_started) start_body(t);  // an empty body or an error status
   const bool complete = code == CURLE_OK && (!t.job.length || t.offset == *t.job.length);
   if (t.abort == Abort::none) flush(t, complete);  // on failure: Abort::local below
+  // What reached the file decides what a retry or a rerun resumes from.
+  pipeline->drain(*t.stream);
+  t.written = t.stream->written.load(std::memory_order_acquire);
+  if (const int error = t.stream->write_errno.load(std::memory_order_acquire)) {
+    if (t.abort == Abort::none || t.abort == Abort::local) {
+      t.local_error = os_error(error, "writing " + t.temp_name + " for " + t.job.leaf);
+      t.abort = Abort::local;
+    }
+    t.offset = t.written;
+  }
   const Response r = t.response;
   const std::string url = t.url();
   const std::string curl_text = t.error_buffer[0] ? t.error_buffer : curl_easy_strerror(code);
@@ -886,6 +888,7 @@ void Downloader::Impl::next_url(Transfer& t, Error error) {
 
 // Hands the verified file to the committer; its transfer slot is free for the next job.
 void Downloader::Impl::commit(Transfer& t) {
+  t.direct_fd.reset();
   CommitJob job{.token = t.token,
                 .file = std::move(t.fd),
                 .body = std::move(t.held),

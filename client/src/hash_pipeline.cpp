@@ -1,5 +1,6 @@
 #include "hash_pipeline.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,7 +14,8 @@ HashPipeline::HashPipeline(std::size_t batch_bytes, std::size_t max_batches,
       max_batches_(max_batches),
       wake_(std::move(wake)),
       read_buffer_(std::make_unique_for_overwrite<char[]>(batch_bytes)),
-      thread_([this] { loop(); }) {}
+      thread_([this] { loop(); }),
+      writer_([this] { write_loop(); }) {}
 
 HashPipeline::~HashPipeline() {
   {
@@ -21,7 +23,10 @@ HashPipeline::~HashPipeline() {
     stop_ = true;
   }
   work_cv_.notify_all();
+  write_cv_.notify_all();
+  drained_cv_.notify_all();
   thread_.join();
+  writer_.join();
 }
 
 std::unique_ptr<Batch> HashPipeline::acquire() {
@@ -36,7 +41,8 @@ std::unique_ptr<Batch> HashPipeline::acquire() {
   ++allocated_;
   lock.unlock();
   auto batch = std::make_unique<Batch>();
-  batch->data = std::make_unique_for_overwrite<char[]>(batch_bytes_);
+  batch->data.reset(
+      static_cast<char*>(::operator new[](batch_bytes_, std::align_val_t{kBatchAlignment})));
   return batch;
 }
 
@@ -67,12 +73,99 @@ std::vector<std::uint64_t> HashPipeline::take_finished() {
   return std::exchange(finished_, {});
 }
 
+void HashPipeline::write(std::shared_ptr<HashStream> stream, int fd, int direct_fd,
+                         std::uint64_t offset, std::unique_ptr<Batch> batch) {
+  Item item{Kind::write, std::move(stream), std::move(batch), UniqueFd{}, offset};
+  item.write_fd = fd;
+  item.direct_fd = direct_fd;
+  {
+    std::lock_guard lock(mutex_);
+    ++item.stream->pending_writes;
+  }
+  push(std::move(item));
+}
+
+void HashPipeline::drain(HashStream& stream) {
+  std::unique_lock lock(mutex_);
+  drained_cv_.wait(lock, [&] { return stop_ || stream.pending_writes == 0; });
+}
+
 void HashPipeline::push(Item item) {
   {
     std::lock_guard lock(mutex_);
-    queue_.push_back(std::move(item));
+    write_queue_.push_back(std::move(item));
   }
-  work_cv_.notify_one();
+  write_cv_.notify_one();
+}
+
+// Writes (or skips) the write items and passes everything on to the hashing thread, in order.
+void HashPipeline::write_loop() {
+  for (;;) {
+    Item item;
+    {
+      std::unique_lock lock(mutex_);
+      write_cv_.wait(lock, [&] { return stop_ || !write_queue_.empty(); });
+      if (stop_) return;
+      item = std::move(write_queue_.front());
+      write_queue_.pop_front();
+    }
+    if (item.kind == Kind::write) {
+      HashStream& stream = *item.stream;
+      const bool skip = stream.cancelled.load(std::memory_order_relaxed) ||
+                        stream.write_errno.load(std::memory_order_relaxed) != 0;
+      if (!skip) write_batch(stream, item);
+      const bool hash = !skip && stream.write_errno.load(std::memory_order_relaxed) == 0;
+      {
+        std::lock_guard lock(mutex_);
+        --stream.pending_writes;
+      }
+      drained_cv_.notify_all();
+      if (!hash) {
+        release(std::move(item.batch));
+        continue;
+      }
+      item.kind = Kind::batch;
+    }
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(std::move(item));
+    }
+    work_cv_.notify_one();
+  }
+}
+
+void HashPipeline::write_batch(HashStream& stream, const Item& item) {
+  const char* data = item.batch->data.get();
+  std::size_t left = item.batch->size;
+  std::uint64_t offset = item.length;
+  const bool aligned = left % kBatchAlignment == 0 && offset % kBatchAlignment == 0;
+  int fd =
+      (item.direct_fd >= 0 && aligned && !stream.direct_refused) ? item.direct_fd : item.write_fd;
+  while (left > 0) {
+    const ssize_t n = ::pwrite(fd, data, left, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL && fd != item.write_fd) {
+      // The file system refuses O_DIRECT for this file: buffered from now on.
+      stream.direct_refused = true;
+      fd = item.write_fd;
+      continue;
+    }
+    if (n < 0) {
+      stream.write_errno.store(errno == 0 ? EIO : errno, std::memory_order_release);
+      return;
+    }
+    data += n;
+    left -= static_cast<std::size_t>(n);
+    offset += static_cast<std::uint64_t>(n);
+    stream.written.store(offset, std::memory_order_release);
+  }
+  // Buffered bytes: start the kernel's writeback now, so the fsync before the rename finds
+  // little left to write.
+  if (fd == item.write_fd && offset - stream.writeback_from >= kWritebackBytes) {
+    ::sync_file_range(fd, static_cast<off_t>(stream.writeback_from),
+                      static_cast<off_t>(offset - stream.writeback_from), SYNC_FILE_RANGE_WRITE);
+    stream.writeback_from = offset;
+  }
 }
 
 void HashPipeline::loop() {
@@ -88,6 +181,7 @@ void HashPipeline::loop() {
     HashStream& stream = *item.stream;
     const bool live = !stream.cancelled.load(std::memory_order_relaxed);
     switch (item.kind) {
+      case Kind::write:  // the writer turned it into a batch
       case Kind::batch:
         if (live) stream.hasher.update({item.batch->data.get(), item.batch->size});
         release(std::move(item.batch));

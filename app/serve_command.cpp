@@ -30,6 +30,8 @@ struct ServeFlags {
       tls_cert, tls_key;
   std::vector<std::string> read_token_files;  // NAME=FILE
   std::optional<std::uint64_t> rescan_interval_s, retention_s, list_entries, max_connections;
+  std::optional<bool> dumps;
+  std::optional<std::uint64_t> dump_package_size, dump_delay_s, dump_keep;
 };
 
 Result<std::string> read_token(const std::string& path) {
@@ -67,6 +69,10 @@ Result<void> apply_config(ServeFlags& f) {
     number("retention_s", f.retention_s);
     number("list_entries", f.list_entries);
     number("max_connections", f.max_connections);
+    if (!f.dumps && j.contains("dumps")) f.dumps = j.at("dumps").get<bool>();
+    number("dump_package_size", f.dump_package_size);
+    number("dump_delay_s", f.dump_delay_s);
+    number("dump_keep", f.dump_keep);
     if (f.collections.empty() && j.contains("collections")) {
       for (const auto& [name, dir] : j.at("collections").items()) {
         f.collections.push_back(name + "=" + dir.get<std::string>());
@@ -121,6 +127,16 @@ int run_serve(ServeFlags f) {
       return usage({{}, "--list-entries must be 1..50000"});
     }
     source.list_entries = *f.list_entries;
+  }
+  source.dumps.enabled = f.dumps.value_or(false);
+  if (f.dump_package_size) {
+    if (*f.dump_package_size < 4096) return usage({{}, "--dump-package-size must be >= 4096"});
+    source.dumps.package_size = *f.dump_package_size;
+  }
+  if (f.dump_delay_s) source.dumps.delay = std::chrono::seconds(*f.dump_delay_s);
+  if (f.dump_keep) {
+    if (*f.dump_keep == 0) return usage({{}, "--dump-keep must be >= 1"});
+    source.dumps.keep = *f.dump_keep;
   }
 
   HttpOptions http;
@@ -228,6 +244,16 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--list-entries", f->list_entries,
                     "entries per Resource List part / Change List (default 50000)");
   serve->add_option("--max-connections", f->max_connections, "default 1024");
+  serve->add_flag("--dumps{true}", f->dumps,
+                  "build Resource Dumps and Change Dumps (ZIP) in the background and publish "
+                  "them with the archives");
+  serve->add_option("--dump-package-size", f->dump_package_size,
+                    "bytes per dump package (default 1073741824)");
+  serve->add_option("--dump-delay", f->dump_delay_s,
+                    "seconds of quiet after the last change before a new Resource Dump "
+                    "(default 10)");
+  serve->add_option("--dump-keep", f->dump_keep,
+                    "Resource Dumps kept and listed in the archive (default 1)");
   serve->footer(
       "Example: shardsync serve --collection ckpt=/data/checkpoints --listen 0.0.0.0:8080\n"
       "Then: shardsync sitemap show http://HOST:8080/.well-known/resourcesync");

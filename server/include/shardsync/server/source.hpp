@@ -12,6 +12,7 @@
 
 #include "shardsync/result.hpp"
 #include "shardsync/server/collection.hpp"
+#include "shardsync/server/dumps.hpp"
 #include "shardsync/server/http_server.hpp"
 #include "shardsync/server/scanner.hpp"
 #include "shardsync/server/site.hpp"
@@ -26,6 +27,7 @@ struct SourceOptions {
   std::optional<std::chrono::seconds> retention;  // drop changes older than this (whole lists)
   std::chrono::milliseconds rebuild_delay{50};    // let a burst of events settle first
   ScanOptions scan;
+  DumpOptions dumps;  // Resource/Change Dumps and archives (off by default)
 };
 
 class Source {

@@ -329,7 +329,10 @@ Result<bool> DumpBuilder::run_once(bool ignore_delay) {
       auto dump = build_change_dump(state.target, k, from_ns, *changes, hook);
       if (!dump) {
         if (dump.error().code != make_error_code(errc::changed_while_read)) {
-          return fail(dump.error());  // I/O: tried again on the next pass
+          // I/O (or stopping): this list and the ones after it are tried on the next pass.
+          say("warn", "change dump " + name + " list " + std::to_string(k) + ": " +
+                          dump.error().describe());
+          break;
         }
         say("warn", "change dump " + name + " list " + std::to_string(k) +
                         " omitted: a file in it has changed again since it was logged (" +

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "dump_builder.hpp"
 #include "dump_documents.hpp"
@@ -319,7 +320,10 @@ struct BuilderFixture {
   std::unique_ptr<detail::DumpBuilder> builder;
   int published = 0;
 
-  explicit BuilderFixture(std::uint64_t list_entries) {
+  detail::PackHook hook;  // settable before each run_once()
+
+  explicit BuilderFixture(std::uint64_t list_entries,
+                          std::chrono::milliseconds delay = std::chrono::seconds(10)) {
     fs::create_directories(data);
     auto opened = ChangeLog::open(state.string());
     REQUIRE(opened);
@@ -331,7 +335,9 @@ struct BuilderFixture {
     o.collections = {{"c", data.string()}};
     o.base_url = kBase;
     o.list_entries = list_entries;
+    o.dumps.delay = delay;
     o.on_publish = [this] { ++published; };
+    o.hook = [this](const detail::PackItem& item) { return !hook || hook(item); };
     auto b = detail::DumpBuilder::open(std::move(o));
     REQUIRE(b);
     builder = std::move(*b);
@@ -423,6 +429,45 @@ TEST_CASE("a new resource dump replaces the old one once the site serves it", "[
     REQUIRE(held);
     CHECK_FALSE(*held);
   }
+}
+
+TEST_CASE("a dump abandoned for a changed file publishes nothing and is retried later",
+          "[server][dump]") {
+  BuilderFixture f(100, std::chrono::milliseconds(200));
+  f.change("a", "one");
+  f.change("b", "two");
+  const ResourceState logged = *f.log->resource("c", "b").value();
+  // The file changes while it is packed, behind the log's back (same size and mtime).
+  const auto rewrite = [&](const std::string& bytes) {
+    write_file(f.data / "b", bytes);
+    const timespec times[2] = {{logged.mtime_ns / 1'000'000'000, logged.mtime_ns % 1'000'000'000},
+                               {logged.mtime_ns / 1'000'000'000, logged.mtime_ns % 1'000'000'000}};
+    REQUIRE(::utimensat(AT_FDCWD, (f.data / "b").c_str(), times, 0) == 0);
+  };
+  f.hook = [&](const detail::PackItem& item) {
+    if (item.expected.path == "b") rewrite("TWO");
+    return true;
+  };
+  auto first = f.builder->run_once(true);
+  REQUIRE(first);
+  CHECK_FALSE(*first);
+  CHECK(f.dumps().resource_dumps.empty());
+  CHECK(f.published == 0);
+  CHECK(std::distance(fs::directory_iterator(f.dumps().directory), {}) == 0);
+
+  // Back as logged: the next try, once the delay has passed, succeeds.
+  f.hook = {};
+  rewrite("two");
+  auto early = f.builder->run_once(true);
+  REQUIRE(early);
+  CHECK_FALSE(*early);  // not before the delay
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  auto retried = f.builder->run_once(true);
+  REQUIRE(retried);
+  CHECK(*retried);
+  REQUIRE(f.dumps().resource_dumps.size() == 1);
+  check_package(f.dumps().directory, f.dumps().resource_dumps[0].packages[0], f.data,
+                Capability::resourcedump_manifest);
 }
 
 TEST_CASE("the site publishes dumps and archives that validate", "[server][dump]") {

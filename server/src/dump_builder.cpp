@@ -71,10 +71,10 @@ void remove_package(const std::string& directory, const DumpPackage& package) {
 // Writes a package and its manifest copy; the copy is the very bytes put into the package.
 Result<DumpPackage> write_with_manifest(const std::string& directory, const std::string& zip_name,
                                         const std::string& manifest_name,
-                                        const std::string& manifest,
+                                        const std::string& manifest, std::int64_t manifest_ns,
                                         const std::vector<PackItem>& items, const PackHook& hook) {
   DumpPackage package;
-  auto zip = write_package(directory, zip_name, manifest, items, hook);
+  auto zip = write_package(directory, zip_name, manifest, manifest_ns, items, hook);
   if (!zip) return fail(zip.error());
   package.zip = std::move(*zip);
   auto copy = write_dump_file(directory, manifest_name, manifest);
@@ -136,9 +136,9 @@ Result<ResourceDump> build_resource_dump(const DumpTarget& target,
     auto manifest = render(header, entries);
     if (!manifest) return abandon(manifest.error());
     const std::string zip_name = numbered(dump.stem, part + 1, ".zip");
-    auto package =
-        write_with_manifest(target.directory, zip_name,
-                            numbered(dump.stem, part + 1, "-manifest.xml"), *manifest, items, hook);
+    auto package = write_with_manifest(target.directory, zip_name,
+                                       numbered(dump.stem, part + 1, "-manifest.xml"), *manifest,
+                                       dump.at_ns, items, hook);
     if (!package) return abandon(package.error());
     dump.packages.push_back(std::move(*package));
   }
@@ -198,9 +198,9 @@ Result<ChangeDump> build_change_dump(const DumpTarget& target, std::uint64_t lis
                                          at_ns(dump.until_ns), target.capability_list_url()),
              entries);
   if (!manifest) return fail(manifest.error());
-  auto package =
-      write_with_manifest(target.directory, numbered("changes", list, ".zip"),
-                          numbered("changes", list, "-manifest.xml"), *manifest, items, hook);
+  auto package = write_with_manifest(target.directory, numbered("changes", list, ".zip"),
+                                     numbered("changes", list, "-manifest.xml"), *manifest,
+                                     dump.until_ns, items, hook);
   if (!package) return fail(package.error());
   dump.package = std::move(*package);
   return dump;

@@ -212,8 +212,8 @@ std::uint64_t package_overhead(std::string_view entry_name) {
 }
 
 Result<DumpFile> write_package(const std::string& directory, const std::string& name,
-                               std::string_view manifest, const std::vector<PackItem>& items,
-                               const PackHook& hook) {
+                               std::string_view manifest, std::int64_t manifest_mtime_ns,
+                               const std::vector<PackItem>& items, const PackHook& hook) {
   const std::string temp = temp_name(directory, name);
   int error = 0;
   std::unique_ptr<zip_t, ZipCloser> zip(zip_open(temp.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &error));
@@ -224,10 +224,11 @@ Result<DumpFile> write_package(const std::string& directory, const std::string& 
     zip_error_fini(&e);
     return fail(errc::io_error, "cannot create " + temp + ": " + why);
   }
-  const time_t now = ::time(nullptr);
   zip_source_t* manifest_source = zip_source_buffer(zip.get(), manifest.data(), manifest.size(), 0);
   if (!manifest_source) return fail(errc::io_error, "cannot add the manifest to " + temp);
-  if (auto r = add_entry(zip.get(), "manifest.xml", manifest_source, now); !r) {
+  if (auto r = add_entry(zip.get(), "manifest.xml", manifest_source,
+                         static_cast<time_t>(manifest_mtime_ns / kNanos));
+      !r) {
     return fail(r.error());
   }
   std::vector<std::unique_ptr<CheckedFile>> files;

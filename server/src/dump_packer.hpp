@@ -29,11 +29,13 @@ struct PackItem {
 using PackHook = std::function<bool(const PackItem&)>;
 
 // Writes `directory`/`name` atomically (a temporary name, fsync, rename, fsync of the
-// directory): manifest.xml holding `manifest`, then `items` in order. Fails with
-// errc::changed_while_read when a file is missing or its bytes differ from `expected` (then
+// directory): manifest.xml holding `manifest` (dated `manifest_mtime_ns`, so that the same
+// input gives the same bytes, and the same ETag, after a restart), then `items` in order. Fails
+// with errc::changed_while_read when a file is missing or its bytes differ from `expected` (then
 // nothing is left behind), errc::io_error otherwise.
 [[nodiscard]] Result<DumpFile> write_package(const std::string& directory, const std::string& name,
                                              std::string_view manifest,
+                                             std::int64_t manifest_mtime_ns,
                                              const std::vector<PackItem>& items,
                                              const PackHook& hook = {});
 

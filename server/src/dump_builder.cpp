@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "dump_catalog_file.hpp"
 #include "dump_documents.hpp"
 #include "shardsync/server/errc.hpp"
 #include "shardsync/sitemap/url.hpp"
@@ -235,19 +236,46 @@ Result<std::unique_ptr<DumpBuilder>> DumpBuilder::open(DumpBuilderOptions option
   for (const Collection& c : builder->options_.collections) {
     const fs::path dir = fs::path(builder->options_.state_dir) / "dumps" / c.name;
     std::error_code ec;
-    // Nothing on disk is published before a dump is built (the catalog is not persisted).
-    fs::remove_all(dir, ec);
-    if (!ec) fs::create_directories(dir, ec);
-    if (ec) return fail(errc::io_error, "cannot prepare " + dir.string() + ": " + ec.message());
+    fs::create_directories(dir, ec);
+    if (ec) return fail(errc::io_error, "cannot create " + dir.string() + ": " + ec.message());
+    auto saved = builder->load(dir.string());
+    if (!saved) return fail(saved.error());
+    auto info = builder->log_->collection(c.name);
+    if (!info) return fail(info.error());
     CollectionState state;
     state.target = DumpTarget{c, builder->options_.base_url, dir.string()};
+    state.lists_done = std::move(saved->lists_done);
+    // The newest saved dump is still current when the log has not moved since.
+    const auto& dumps = saved->dumps.resource_dumps;
+    if (!dumps.empty() && dumps.back().at_ns == info->last_datetime_ns) {
+      state.dumped = info->last_change;
+    }
     builder->states_.push_back(std::move(state));
-    auto empty = std::make_shared<CollectionDumps>();
-    empty->directory = dir.string();
-    (*catalog)[c.name] = std::move(empty);
+    (*catalog)[c.name] = std::make_shared<CollectionDumps>(std::move(saved->dumps));
   }
   builder->catalog_ = std::move(catalog);
   return builder;
+}
+
+Result<SavedDumps> DumpBuilder::load(const std::string& directory) const {
+  std::size_t dropped = 0;
+  auto saved = load_dumps(directory, dropped);
+  if (!saved) {
+    // Only dumps are lost: set the file aside for a person and start afresh.
+    say("warn", saved.error().describe() + "; set aside as " + std::string(kCatalogFileName) +
+                    ".bad, dumps are built afresh");
+    const std::string path = directory + "/" + std::string(kCatalogFileName);
+    std::error_code ec;
+    fs::rename(path, path + ".bad", ec);
+    if (ec) return fail(errc::io_error, "cannot set aside " + path + ": " + ec.message());
+    saved = load_dumps(directory, dropped);
+    if (!saved) return fail(saved.error());
+  }
+  if (dropped > 0) {
+    say("warn", directory + ": " + std::to_string(dropped) +
+                    " saved dump(s) had missing or truncated files and were dropped");
+  }
+  return saved;
 }
 
 void DumpBuilder::start() {
@@ -305,6 +333,7 @@ Result<bool> DumpBuilder::run_once(bool ignore_delay) {
     std::vector<ResourceDump> dropped;
     std::vector<ChangeDump> dropped_changes;
     bool moved = false;
+    const std::size_t lists_before = state.lists_done.size();
 
     // Change dumps: one per closed Change List; those pruned from the log go with them.
     const std::uint64_t n = options_.list_entries;
@@ -373,6 +402,13 @@ Result<bool> DumpBuilder::run_once(bool ignore_delay) {
         }
         moved = true;
       }
+    }
+    if (!moved && state.lists_done.size() == lists_before) continue;
+    // Saved before the Site serves it and before replaced files go: a restart finds only
+    // complete files listed.
+    if (auto r = save_dumps(next.directory, SavedDumps{next, state.lists_done}); !r) {
+      say("warn",
+          "dumps of " + name + " not saved (rebuilt after a restart): " + r.error().describe());
     }
     if (!moved) continue;
 

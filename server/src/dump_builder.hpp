@@ -11,8 +11,9 @@
 //
 // Packages go to <state_dir>/dumps/<C>/ under temporary names and are renamed into place when
 // complete; the previous dump stays published until the new one is, then its files are
-// deleted (readers that opened them keep reading). The catalog is not persisted: at start the
-// dump directories are emptied and dumps are built afresh.
+// deleted (readers that opened them keep reading). What is published is saved in
+// <dump dir>/catalog.json (dump_catalog_file.hpp): a restart serves it again, and packs anew
+// only if the log has moved.
 
 #include <atomic>
 #include <chrono>
@@ -28,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "dump_catalog_file.hpp"
 #include "dump_packer.hpp"
 #include "shardsync/result.hpp"
 #include "shardsync/server/change_log.hpp"
@@ -83,7 +85,8 @@ struct DumpBuilderOptions {
 
 class DumpBuilder {
  public:
-  // Opens its own connection to the change log and empties <state_dir>/dumps/<C>/.
+  // Opens its own connection to the change log and loads what was published before (files in
+  // <state_dir>/dumps/<C>/ that no saved dump lists are deleted).
   [[nodiscard]] static Result<std::unique_ptr<DumpBuilder>> open(DumpBuilderOptions options);
   ~DumpBuilder();  // stops the thread
 
@@ -109,7 +112,7 @@ class DumpBuilder {
 
   explicit DumpBuilder(DumpBuilderOptions options);
   void run();
-  Result<bool> update(CollectionState& state);
+  Result<SavedDumps> load(const std::string& directory) const;
   void say(std::string_view level, const std::string& message) const;
 
   DumpBuilderOptions options_;

@@ -191,12 +191,44 @@ else
   failed "a Change Dump after a Change List closed"
 fi
 
+# Wait for the dump of the newest log position (its `at` is the Resource List's).
+dump_current() {
+  get -f "$docs/resourcedump.xml" -o "$work/last-rd.xml" &&
+    list_at=$(get -f "$docs/resourcelist.xml" | grep -o ' at="[^"]*"' | head -1) &&
+    grep -qF "capability=\"resourcedump\"$list_at" "$work/last-rd.xml"
+}
+poll 20 dump_current && pass || failed "a Resource Dump of the newest log position"
 kill -TERM "$server_pid"
 wait "$server_pid" && pass || failed "SIGTERM stops the server"
 server_pid=
+
+# A restart serves the dumps it had (catalog.json), without packing them again.
+rm -f "$work/port"
+"$bin" serve --collection "ckpt=$data" --listen 127.0.0.1:0 --port-file "$work/port" \
+  --state-dir "$state" --rescan-interval 1 --list-entries 3 \
+  --dumps --dump-delay 1 --dump-package-size 300000 >>"$work/server2.log" 2>&1 &
+server_pid=$!
+poll 10 test -s "$work/port" || failed "the restarted server writes its port file"
+base="http://127.0.0.1:$(cat "$work/port" 2>/dev/null)"
+docs="$base/ckpt/.resourcesync"
+if get -f "$docs/resourcedump.xml" -o "$work/rd3.xml"; then
+  pass
+  last_at=$(grep -o 'capability="resourcedump" at="[^"]*"' "$work/last-rd.xml")
+  grep -qF "$last_at" "$work/rd3.xml" && pass || failed "the restart serves the same dump"
+  url=$(grep -o '<loc>[^<]*\.zip</loc>' "$work/rd3.xml" | head -1 | sed 's/<[^>]*>//g')
+  code=$(get -o /dev/null -w '%{http_code}' "$url")
+  [ "$code" = 200 ] && pass || failed "a saved package is served after the restart (got $code)"
+else
+  failed "the restarted server serves the Resource Dump at once"
+fi
+grep -q "resource dump ckpt at" "$work/server2.log" &&
+  failed "the restart packed the collection again" || pass
+kill -TERM "$server_pid"
+wait "$server_pid" && pass || failed "SIGTERM stops the restarted server"
+server_pid=
 if [ "$failures" -ne 0 ]; then
   echo "--- server log"
-  tail -30 "$work/server.log"
+  tail -30 "$work/server.log" "$work/server2.log" 2>/dev/null
 fi
 echo "dump_serve: $passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -328,13 +328,22 @@ struct BuilderFixture {
 
   detail::PackHook hook;  // settable before each run_once()
 
-  explicit BuilderFixture(std::uint64_t list_entries,
-                          std::chrono::milliseconds delay = std::chrono::seconds(10)) {
+  std::uint64_t list_entries;
+  std::chrono::milliseconds delay;
+
+  explicit BuilderFixture(std::uint64_t list_entries_,
+                          std::chrono::milliseconds delay_ = std::chrono::seconds(10))
+      : list_entries(list_entries_), delay(delay_) {
     fs::create_directories(data);
     auto opened = ChangeLog::open(state.string());
     REQUIRE(opened);
     log = std::move(*opened);
     REQUIRE(log->ensure_collection("c"));
+    open_builder();
+  }
+  // A server restart, as far as dumps go.
+  void open_builder() {
+    builder.reset();
     detail::DumpBuilderOptions o;
     o.dumps.enabled = true;
     o.state_dir = state.string();
@@ -348,6 +357,7 @@ struct BuilderFixture {
     REQUIRE(b);
     builder = std::move(*b);
   }
+  fs::path dump_dir() const { return state / "dumps" / "c"; }
   void change(const std::string& path, const std::string& bytes) {
     REQUIRE(log->record("c", ChangeType::created, put(data, path, bytes)));
   }
@@ -474,6 +484,57 @@ TEST_CASE("a dump abandoned for a changed file publishes nothing and is retried 
   REQUIRE(f.dumps().resource_dumps.size() == 1);
   check_package(f.dumps().directory, f.dumps().resource_dumps[0].packages[0], f.data,
                 Capability::resourcedump_manifest);
+}
+
+TEST_CASE("dumps survive a restart; leftovers and damaged dumps do not", "[server][dump]") {
+  BuilderFixture f(2);
+  f.change("a", "one");
+  f.change("b", "two");
+  f.change("c", "three");  // list 1 is closed
+  REQUIRE(f.builder->run_once(true));
+  const CollectionDumps before = f.dumps();
+  REQUIRE(before.resource_dumps.size() == 1);
+  REQUIRE(before.change_dumps.size() == 1);
+  const std::string zip = before.resource_dumps[0].packages[0].zip.name;
+  write_file(f.dump_dir() / ".tmp-x.zip", "half written");
+  write_file(f.dump_dir() / "orphan.zip", "from a dump never saved");
+
+  SECTION("served again as they were, nothing repacked") {
+    // List 1 could not be packed again now: a's bytes are no longer the logged ones.
+    write_file(f.data / "a", "ONE");
+    f.open_builder();
+    const CollectionDumps& after = f.dumps();
+    REQUIRE(after.resource_dumps.size() == 1);
+    CHECK(after.resource_dumps[0].stem == before.resource_dumps[0].stem);
+    CHECK(after.resource_dumps[0].packages[0].zip.sha256 ==
+          before.resource_dumps[0].packages[0].zip.sha256);
+    REQUIRE(after.change_dumps.size() == 1);
+    CHECK(after.change_dumps[0].list == 1);
+    CHECK_FALSE(fs::exists(f.dump_dir() / ".tmp-x.zip"));
+    CHECK_FALSE(fs::exists(f.dump_dir() / "orphan.zip"));
+    auto again = f.builder->run_once(true);
+    REQUIRE(again);
+    CHECK_FALSE(*again);
+  }
+  SECTION("a package gone: that dump is dropped and built again") {
+    fs::remove(f.dump_dir() / zip);
+    f.open_builder();
+    CHECK(f.dumps().resource_dumps.empty());
+    CHECK(f.dumps().change_dumps.size() == 1);
+    REQUIRE(f.builder->run_once(true));
+    CHECK(f.dumps().resource_dumps.size() == 1);
+  }
+  SECTION("an unreadable catalog is set aside and dumps are built afresh") {
+    write_file(f.dump_dir() / "catalog.json", "{not json");
+    f.open_builder();
+    CHECK(f.dumps().resource_dumps.empty());
+    CHECK(f.dumps().change_dumps.empty());
+    CHECK(fs::exists(f.dump_dir() / "catalog.json.bad"));
+    CHECK_FALSE(fs::exists(f.dump_dir() / zip));
+    REQUIRE(f.builder->run_once(true));
+    CHECK(f.dumps().resource_dumps.size() == 1);
+    CHECK(f.dumps().change_dumps.size() == 1);
+  }
 }
 
 TEST_CASE("the site publishes dumps and archives that validate", "[server][dump]") {

@@ -110,6 +110,7 @@ Result<SavedDumps> load_dumps(const std::string& directory, std::size_t& dropped
           ++dropped;
         }
       }
+      std::set<std::uint64_t> lost;  // lists whose package is gone: packed again if possible
       for (const json& j : doc.at("change_dumps")) {
         ChangeDump d;
         d.list = j.at("list").get<std::uint64_t>();
@@ -119,10 +120,12 @@ Result<SavedDumps> load_dumps(const std::string& directory, std::size_t& dropped
         if (present(directory, {&d.package.zip, &d.package.manifest}, keep)) {
           saved.dumps.change_dumps.push_back(std::move(d));
         } else {
+          lost.insert(d.list);
           ++dropped;
         }
       }
       saved.lists_done = doc.at("lists_done").get<std::set<std::uint64_t>>();
+      for (const std::uint64_t list : lost) saved.lists_done.erase(list);
     } catch (const std::exception& e) {
       return fail(errc::io_error, "cannot read " + catalog.string() + ": " + e.what());
     }

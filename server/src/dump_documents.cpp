@@ -191,13 +191,15 @@ class DumpDocuments {
   Result<void> change_list_archive(const std::vector<Entry>& change_lists) {
     std::vector<Entry> entries;
     for (const Entry& list : change_lists) {
-      if (!list.md || !list.md->until) continue;
+      if (!list.md || !list.md->until || !list.md->from) continue;
+      const Timestamp from = *list.md->from;
+      const Timestamp until = *list.md->until;
       Entry e;
       e.loc = list.loc;
-      e.lastmod = list.md->until;
+      e.lastmod = until;
       e.md.emplace();
-      e.md->from = list.md->from;
-      e.md->until = list.md->until;
+      e.md->from = from;
+      e.md->until = until;
       entries.push_back(std::move(e));
     }
     return publish("changelist-archive.xml", archive_header(Capability::changelist_archive),

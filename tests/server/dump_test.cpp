@@ -518,11 +518,14 @@ TEST_CASE("dumps survive a restart; leftovers and damaged dumps do not", "[serve
   }
   SECTION("a package gone: that dump is dropped and built again") {
     fs::remove(f.dump_dir() / zip);
+    fs::remove(f.dump_dir() / before.change_dumps[0].package.manifest.name);
     f.open_builder();
     CHECK(f.dumps().resource_dumps.empty());
-    CHECK(f.dumps().change_dumps.size() == 1);
+    CHECK(f.dumps().change_dumps.empty());
+    CHECK_FALSE(fs::exists(f.dump_dir() / before.change_dumps[0].package.zip.name));
     REQUIRE(f.builder->run_once(true));
     CHECK(f.dumps().resource_dumps.size() == 1);
+    CHECK(f.dumps().change_dumps.size() == 1);  // its files still hold the logged bytes
   }
   SECTION("an unreadable catalog is set aside and dumps are built afresh") {
     write_file(f.dump_dir() / "catalog.json", "{not json");

@@ -244,9 +244,11 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--list-entries", f->list_entries,
                     "entries per Resource List part / Change List (default 50000)");
   serve->add_option("--max-connections", f->max_connections, "default 1024");
-  serve->add_flag("--dumps", f->dumps,
-                  "build Resource Dumps and Change Dumps (ZIP) in the background and publish "
-                  "them with the archives");
+  // A callback, not a bool: an absent flag must leave `dumps` unset for the config file.
+  serve->add_flag_callback(
+      "--dumps", [f] { f->dumps = true; },
+      "build Resource Dumps and Change Dumps (ZIP) in the background and publish them with "
+      "the archives");
   serve->add_option("--dump-package-size", f->dump_package_size,
                     "bytes per dump package (default 1073741824)");
   serve->add_option("--dump-delay", f->dump_delay_s,

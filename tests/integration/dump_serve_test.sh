@@ -226,6 +226,19 @@ grep -q "resource dump ckpt at" "$work/server2.log" &&
 kill -TERM "$server_pid"
 wait "$server_pid" && pass || failed "SIGTERM stops the restarted server"
 server_pid=
+# The same from a config file.
+echo '{"dumps": true, "dump_delay_s": 0}' >"$work/config.json"
+rm -f "$work/port"
+"$bin" serve --config "$work/config.json" --collection "ckpt=$data" --listen 127.0.0.1:0 \
+  --port-file "$work/port" --state-dir "$work/state3" >>"$work/server3.log" 2>&1 &
+server_pid=$!
+poll 10 test -s "$work/port" || failed "the configured server writes its port file"
+base="http://127.0.0.1:$(cat "$work/port" 2>/dev/null)"
+poll 20 has_dump && pass || failed "\"dumps\": true in --config enables dumps"
+kill -TERM "$server_pid"
+wait "$server_pid"
+server_pid=
+
 if [ "$failures" -ne 0 ]; then
   echo "--- server log"
   tail -30 "$work/server.log" "$work/server2.log" 2>/dev/null

@@ -34,6 +34,8 @@ struct ServeFlags {
   bool notify = false;                        // push notifications (topics, hub, streams)
   std::vector<std::string> push_allow_hosts;  // callback hosts the hub may connect to
   std::optional<std::uint64_t> max_subscriptions, max_event_streams, rebuild_delay_ms;
+  std::optional<bool> dumps;
+  std::optional<std::uint64_t> dump_package_size, dump_delay_s, dump_keep;
 };
 
 Result<std::string> read_token(const std::string& path) {
@@ -71,6 +73,10 @@ Result<void> apply_config(ServeFlags& f) {
     number("retention_s", f.retention_s);
     number("list_entries", f.list_entries);
     number("max_connections", f.max_connections);
+    if (!f.dumps && j.contains("dumps")) f.dumps = j.at("dumps").get<bool>();
+    number("dump_package_size", f.dump_package_size);
+    number("dump_delay_s", f.dump_delay_s);
+    number("dump_keep", f.dump_keep);
     if (f.collections.empty() && j.contains("collections")) {
       for (const auto& [name, dir] : j.at("collections").items()) {
         f.collections.push_back(name + "=" + dir.get<std::string>());
@@ -126,6 +132,16 @@ int run_serve(ServeFlags f) {
       return usage({{}, "--list-entries must be 1..50000"});
     }
     source.list_entries = *f.list_entries;
+  }
+  source.dumps.enabled = f.dumps.value_or(false);
+  if (f.dump_package_size) {
+    if (*f.dump_package_size < 4096) return usage({{}, "--dump-package-size must be >= 4096"});
+    source.dumps.package_size = *f.dump_package_size;
+  }
+  if (f.dump_delay_s) source.dumps.delay = std::chrono::seconds(*f.dump_delay_s);
+  if (f.dump_keep) {
+    if (*f.dump_keep == 0) return usage({{}, "--dump-keep must be >= 1"});
+    source.dumps.keep = *f.dump_keep;
   }
 
   HttpOptions http;
@@ -263,6 +279,18 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   serve->add_option("--rebuild-delay-ms", f->rebuild_delay_ms,
                     "how long a burst of file events may settle before the lists are rebuilt "
                     "(default 50)");
+  // A callback, not a bool: an absent flag must leave `dumps` unset for the config file.
+  serve->add_flag_callback(
+      "--dumps", [f] { f->dumps = true; },
+      "build Resource Dumps and Change Dumps (ZIP) in the background and publish them with "
+      "the archives");
+  serve->add_option("--dump-package-size", f->dump_package_size,
+                    "bytes per dump package (default 1073741824)");
+  serve->add_option("--dump-delay", f->dump_delay_s,
+                    "seconds of quiet after the last change before a new Resource Dump "
+                    "(default 10)");
+  serve->add_option("--dump-keep", f->dump_keep,
+                    "Resource Dumps kept and listed in the archive (default 1)");
   serve->footer(
       "Example: shardsync serve --collection ckpt=/data/checkpoints --listen 0.0.0.0:8080\n"
       "Then: shardsync sitemap show http://HOST:8080/.well-known/resourcesync");

@@ -345,7 +345,9 @@ ResponsePlan serve_resource(const HttpRequest& request, const ServedResource& re
   // HEAD opens the file too: it must answer exactly as GET would (404/503 included).
   const Collection* collection = find_collection(site, resource.collection);
   if (collection == nullptr) return error(404, "not found");
-  OpenedFile opened = open_resource(collection->directory, state.path, state, context.use_openat2);
+  // Dump packages live under the state directory, not the collection's.
+  const std::string& root = resource.root.empty() ? collection->directory : resource.root;
+  OpenedFile opened = open_resource(root, state.path, state, context.use_openat2);
   switch (opened.status) {
     case OpenStatus::ok:
       break;

@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "compress.hpp"
+#include "dump_documents.hpp"
 #include "shardsync/server/errc.hpp"
 #include "shardsync/sitemap/digest.hpp"
 #include "shardsync/sitemap/url.hpp"
@@ -135,6 +136,12 @@ class SiteBuilder {
     const CollectionInfo& info = snapshot->info;
     const std::pair version{info.last_change, info.first_retained};
     site_->versions[c.name] = version;
+    dumps_ = nullptr;
+    if (options_.dumps) {
+      const auto it = options_.dumps->find(c.name);
+      if (it != options_.dumps->end()) dumps_ = it->second;
+    }
+    site_->dumps[c.name] = dumps_;
     if (previous_ && reuse(c, version)) return info.last_datetime_ns;
 
     if (auto r = resource_list(c, info, snapshot->resources); !r) return fail(r.error());
@@ -148,7 +155,14 @@ class SiteBuilder {
       site_->resources.emplace(std::move(key), std::move(served));
     }
     if (auto r = change_lists(c, info); !r) return fail(r.error());
-    if (auto r = capability_list(c, info); !r) return fail(r.error());
+    std::vector<Entry> extra;
+    if (options_.archives) {
+      auto added = detail::add_dump_documents(*site_, c, options_.base_url, dumps_.get(),
+                                              change_list_entries_, info.last_datetime_ns);
+      if (!added) return fail(added.error());
+      extra = std::move(*added);
+    }
+    if (auto r = capability_list(c, info, extra); !r) return fail(r.error());
     return info.last_datetime_ns;
   }
 
@@ -156,6 +170,8 @@ class SiteBuilder {
   bool reuse(const Collection& c, const std::pair<std::uint64_t, std::uint64_t>& version) {
     const auto it = previous_->versions.find(c.name);
     if (it == previous_->versions.end() || it->second != version) return false;
+    const auto dumps = previous_->dumps.find(c.name);
+    if ((dumps == previous_->dumps.end() ? nullptr : dumps->second) != dumps_) return false;
     const std::string doc_prefix = "/" + c.name + "/";
     for (const auto& [key, doc] : previous_->documents) {
       if (key.starts_with(doc_prefix)) site_->documents.emplace(key, doc);
@@ -181,6 +197,12 @@ class SiteBuilder {
     const bool split = states.size() > options_.list_entries;
     DocumentHeader header =
         sitemap::make_snapshot_header(Capability::resourcelist, at, capability_list_url(c));
+    std::optional<sitemap::Link> archives;
+    if (dumps_ && detail::has_resource_list_archive(*dumps_)) {
+      archives =
+          sitemap::make_link("archives", detail::archive_url(collection_url(c), "resourcelist"));
+      header.links.push_back(*archives);
+    }
     if (!split) {
       for (const ResourceState& r : states) entries.push_back(resource_entry(base, r));
       auto doc = serve(header, entries, info.last_datetime_ns, false);
@@ -202,6 +224,7 @@ class SiteBuilder {
     }
     DocumentHeader index_header = sitemap::make_snapshot_header(
         Capability::resourcelist, at, capability_list_url(c), sitemap::RootKind::sitemapindex);
+    if (archives) index_header.links.push_back(*archives);
     std::vector<Entry> index_entries;
     for (const std::string& url : part_urls) {
       Entry e;
@@ -259,6 +282,7 @@ class SiteBuilder {
         DocumentHeader header = sitemap::make_change_header(
             Capability::changelist, at_ns(from_ns),
             closed ? std::optional(at_ns(until_ns)) : std::nullopt, capability_list_url(c));
+        add_archives_link(c, header);
         if (!single) {
           header.links.push_back(sitemap::make_link("index", documents_url(c) + "changelist.xml"));
         }
@@ -275,6 +299,7 @@ class SiteBuilder {
       index_entries.push_back(std::move(entry));
       if (closed) from_ns = until_ns;
     }
+    change_list_entries_ = index_entries;
     if (single) {
       site_->documents[document_key(c, "changelist.xml")] =
           site_->documents.at(document_key(c, numbered("changelist", open_list)));
@@ -283,13 +308,22 @@ class SiteBuilder {
     DocumentHeader index_header = sitemap::make_change_header(
         Capability::changelist, at_ns(info.earliest_from_ns), std::nullopt, capability_list_url(c),
         sitemap::RootKind::sitemapindex);
+    add_archives_link(c, index_header);
     auto index = serve(index_header, index_entries, info.last_datetime_ns, false);
     if (!index) return fail(index.error());
     site_->documents[document_key(c, "changelist.xml")] = *index;
     return {};
   }
 
-  Result<void> capability_list(const Collection& c, const CollectionInfo& info) {
+  void add_archives_link(const Collection& c, DocumentHeader& header) const {
+    if (!options_.archives) return;
+    header.links.push_back(
+        sitemap::make_link("archives", detail::archive_url(collection_url(c), "changelist")));
+  }
+
+  // `extra`: the dumps and archives to advertise besides the lists.
+  Result<void> capability_list(const Collection& c, const CollectionInfo& info,
+                               std::vector<Entry>& extra) {
     DocumentHeader header = sitemap::make_capability_list(source_description_url());
     std::vector<Entry> entries;
     for (const auto& [capability, name] : {std::pair{Capability::resourcelist, "resourcelist.xml"},
@@ -312,6 +346,7 @@ class SiteBuilder {
         entries.push_back(std::move(e));
       }
     }
+    for (Entry& e : extra) entries.push_back(std::move(e));
     auto doc = serve(header, entries, info.created_ns, false);
     if (!doc) return fail(doc.error());
     site_->documents["/" + c.name + "/" + std::string(kCapabilityListName)] = *doc;
@@ -338,6 +373,9 @@ class SiteBuilder {
   const SiteOptions& options_;
   const Site* previous_;
   std::shared_ptr<Site> site_ = std::make_shared<Site>();
+  // Of the collection being built: its dumps, and its Change Lists as index entries.
+  std::shared_ptr<const CollectionDumps> dumps_;
+  std::vector<Entry> change_list_entries_;
 };
 
 }  // namespace
@@ -359,6 +397,20 @@ Entry change_entry(const std::string& base, const Change& change) {
   }
   return e;
 }
+
+namespace detail {
+
+Result<std::shared_ptr<const ServedDocument>> render_document(
+    const sitemap::DocumentHeader& header, const std::vector<sitemap::Entry>& entries,
+    std::int64_t modified_ns, bool immutable) {
+  return serve(header, entries, modified_ns, immutable);
+}
+
+sitemap::Entry resource_entry(const std::string& collection_url, const ResourceState& state) {
+  return server::resource_entry(collection_url, state);
+}
+
+}  // namespace detail
 
 ServedDocument::~ServedDocument() {
   for (const int fd : {body_fd, gzip_fd, zstd_fd}) {

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "dump_builder.hpp"
 #include "publisher.hpp"
 #include "shardsync/server/change_log.hpp"
 #include "shardsync/server/errc.hpp"
@@ -24,6 +25,7 @@ struct Source::Impl {
   std::vector<std::unique_ptr<Watcher>> watchers;
   SiteOptions site_options;
   std::atomic<std::shared_ptr<const Site>> site;
+  std::unique_ptr<detail::DumpBuilder> dumps;  // with options.dumps.enabled, after start()
 
   std::mutex mutex;  // one refresh at a time (the worker, or a caller of refresh())
   std::thread worker;
@@ -136,11 +138,13 @@ struct Source::Impl {
       }
     }
     const std::shared_ptr<const Site> previous = site.load();
+    if (dumps) site_options.dumps = dumps->catalog();
     auto next = build_site(*change_log, site_options, previous.get());
     if (!next) return fail(next.error());
     site.store(*next);
     dirty = false;
     if (options.on_rebuild) options.on_rebuild(*next, previous.get());
+    if (dumps) dumps->notify();
     return {};
   }
 
@@ -228,19 +232,44 @@ Result<std::unique_ptr<Source>> Source::open(SourceOptions options, Metrics& met
 
 Result<void> Source::start(const std::string& base_url) {
   Impl& s = *impl_;
-  s.site_options =
-      SiteOptions{base_url, s.options.collections, s.options.list_entries, s.options.notifications};
+  s.site_options.base_url = base_url;
+  s.site_options.collections = s.options.collections;
+  s.site_options.list_entries = s.options.list_entries;
+  s.site_options.notifications = s.options.notifications;
+  s.site_options.archives = s.options.dumps.enabled;
+  if (s.options.dumps.enabled) {
+    detail::DumpBuilderOptions o;
+    o.dumps = s.options.dumps;
+    o.state_dir = s.options.state_dir;
+    o.collections = s.options.collections;
+    o.base_url = base_url;
+    o.list_entries = s.options.list_entries;
+    o.log = s.log;
+    // A new dump is served before the builder deletes the one it replaces.
+    o.on_publish = [&s] {
+      std::lock_guard lock(s.mutex);
+      if (auto r = s.rebuild(); !r) {
+        ++s.metrics.errors;
+        s.say("error", "rebuild after a dump: " + r.error().describe());
+      }
+    };
+    auto builder = detail::DumpBuilder::open(std::move(o));
+    if (!builder) return fail(builder.error());
+    s.dumps = std::move(*builder);
+  }
   {
     std::lock_guard lock(s.mutex);
     if (auto r = s.rebuild(); !r) return r;
   }
   s.worker = std::thread([&s] { s.run(); });
+  if (s.dumps) s.dumps->start();
   return {};
 }
 
 void Source::stop() {
   if (!impl_) return;
   impl_->stopping = true;
+  if (impl_->dumps) impl_->dumps->stop();  // its on_publish uses the rest
   if (impl_->worker.joinable()) impl_->worker.join();
 }
 

@@ -73,6 +73,24 @@ bool is_absolute_url(std::string_view s) {
          s.find_first_of(" \t\r\n") == std::string_view::npos;
 }
 
+// A bitstream path in a dump package: segments after the optional leading '/' that are not
+// empty, "." or "..", without backslashes or control characters.
+bool is_package_path(std::string_view path) {
+  if (path.starts_with('/')) path.remove_prefix(1);
+  if (path.empty()) return false;
+  while (true) {
+    const std::size_t slash = path.find('/');
+    const std::string_view segment = path.substr(0, slash);
+    if (segment.empty() || segment == "." || segment == "..") return false;
+    for (const char c : segment) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '\\' || u < 0x20 || u == 0x7f) return false;
+    }
+    if (slash == std::string_view::npos) return true;
+    path.remove_prefix(slash + 1);
+  }
+}
+
 bool is_complete_utc(const Timestamp& t) {
   return t.utc_designator &&
          (t.precision == Precision::second || t.precision == Precision::fraction);
@@ -127,6 +145,7 @@ struct Validator::State {
   std::optional<Timestamp> last_time;
   std::uint32_t last_time_line = 0;
   std::unordered_set<std::string> locs;          // Resource List: duplicates
+  std::unordered_set<std::string> paths;         // dump manifests: one bitstream per path
   std::unordered_set<std::string> capabilities;  // Capability List: one entry each
 
   void add(Severity severity, std::uint32_t line, std::string rule, std::string message) {
@@ -454,6 +473,21 @@ struct Validator::State {
         } else if (!md.path.empty() && md.path.front() != '/') {
           warning(md_line, "path-leading-slash",
                   "path '" + md.path + "' should start with '/' (" + section + ")");
+        }
+        if (!md.path.empty()) {
+          if (!is_package_path(md.path)) {
+            // A destination unpacking the package by the manifest would write outside its
+            // target (Zip Slip), or could not name the file at all.
+            error(md_line, "path-unsafe",
+                  "path '" + md.path.substr(0, 200) +
+                      "' must name a file in the package: no '.', '..' or empty segment, "
+                      "backslash or control character (" +
+                      section + ")");
+          } else if (!paths.insert(md.path).second) {
+            error(md_line, "path-duplicate",
+                  "path '" + md.path.substr(0, 200) +
+                      "' is given twice: a package holds one bitstream per path (" + section + ")");
+          }
         }
         if (md.type.empty() && !deleted) {
           warning(md_line, "type-recommended",

@@ -51,6 +51,8 @@ const std::vector<std::string> kFixtureRules{"at-required",
                                              "patch-type-required",
                                              "patch-path-required",
                                              "path-required",
+                                             "path-unsafe",
+                                             "path-duplicate",
                                              "capability-duplicate",
                                              "entry-capability-required",
                                              "entry-capability-value",
@@ -866,4 +868,26 @@ TEST_CASE("a finding formats as SEVERITY line N: rule: message", "[sitemap][vali
     CHECK(findings[0].format().rfind("ERROR line 7: at-required: a Resource List must give `at`",
                                      0) == 0);
   }
+}
+
+TEST_CASE("dump manifest paths must name a file inside the package", "[sitemap][validator]") {
+  const auto [path, ok] = GENERATE(table<std::string, bool>({
+      {"/a/b.bin", true},
+      {"/changes/7/a b.txt", true},
+      {"relative/ok", true},  // only a warning: path-leading-slash
+      {"/", false},
+      {"/a//b", false},
+      {"/./a", false},
+      {"/a/../../b", false},
+      {"/a/..", false},
+      {"/a\\..\\b", false},
+      {"/a&#9;b", false},  // a tab, as a character reference survives normalisation
+  }));
+  INFO(path);
+  std::string xml = kUrlset + kUp +
+                    "  <rs:md capability=\"resourcedump-manifest\" at=\"2013-01-03T09:00:00Z\"/>\n"
+                    "  <url><loc>http://example.com/r</loc><rs:md type=\"text/plain\" path=\"" +
+                    path + "\"/></url>\n</urlset>\n";
+  const auto rules = rules_of(errors_of(check_xml(xml)));
+  CHECK((std::find(rules.begin(), rules.end(), "path-unsafe") == rules.end()) == ok);
 }

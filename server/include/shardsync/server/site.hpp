@@ -11,6 +11,7 @@
 //   B C/.resourcesync/changelist.xml         Change List Index
 //   B C/.resourcesync/changelist-00001.xml   Change Lists: closed ones, then the open one
 //   B C/a/b.bin                              the file <dir of C>/a/b.bin (percent-encoded)
+// and, with dumps enabled, the dump documents, packages and archives of dumps.hpp.
 
 #include <cstdint>
 #include <map>
@@ -22,6 +23,7 @@
 #include "shardsync/result.hpp"
 #include "shardsync/server/change_log.hpp"
 #include "shardsync/server/collection.hpp"
+#include "shardsync/server/dumps.hpp"
 
 namespace shardsync::server {
 
@@ -32,6 +34,9 @@ struct SiteOptions {
   std::uint64_t list_entries = 50'000;
   // Advertise the notification topics (notifier.hpp) in each Capability List.
   bool notifications = false;
+  // Publish the archives (and, once built, the dumps in `dumps`) and link to them.
+  bool archives = false;
+  std::shared_ptr<const DumpCatalog> dumps;
 };
 
 struct ServedDocument {
@@ -56,6 +61,7 @@ struct ServedResource {
   std::string absolute_path;  // the collection directory joined with the relative path
   ResourceState state;        // path (relative), length, hashes, mtime, type
   std::string etag;           // strong ETag from the sha-256, quoted
+  std::string root;           // the directory state.path is under; empty: the collection's
 };
 
 struct Site {
@@ -69,6 +75,8 @@ struct Site {
   // Per collection, the log position the documents were built at: {last change, first
   // retained change}. A rebuild reuses a collection whose position has not moved.
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> versions;
+  // Per collection, the dumps the documents describe (a new dump means a rebuild too).
+  std::map<std::string, std::shared_ptr<const CollectionDumps>> dumps;
 };
 
 // The Change List entry of `change`, for a collection whose resources live under

@@ -13,6 +13,7 @@
 
 #include "shardsync/result.hpp"
 #include "shardsync/server/collection.hpp"
+#include "shardsync/server/dumps.hpp"
 #include "shardsync/server/http_server.hpp"
 #include "shardsync/server/scanner.hpp"
 #include "shardsync/server/site.hpp"
@@ -34,6 +35,7 @@ struct SourceOptions {
   std::function<void(const std::shared_ptr<const Site>&, const Site*)> on_rebuild;
   // Advertise the notification channels in the Capability Lists (SiteOptions::notifications).
   bool notifications = false;
+  DumpOptions dumps;  // Resource/Change Dumps and archives (off by default)
 };
 
 class Source {

@@ -1,8 +1,8 @@
 #pragma once
 // Checks a document against ResourceSync 1.1: its MUST rules as errors, SHOULD rules (and
 // interoperability hazards) as warnings. Works streaming, as a ParseHandler, so documents of
-// any size are checked in bounded memory (only a Resource List's locs and a Capability
-// List's capabilities are remembered, to find duplicates).
+// any size are checked in bounded memory (only a Resource List's locs, a dump manifest's paths
+// and a Capability List's capabilities are remembered, to find duplicates).
 
 #include <cstdint>
 #include <memory>

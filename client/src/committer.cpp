@@ -88,9 +88,18 @@ void Committer::loop() {
     }
     // Everything queued (up to kBatchJobs) commits as one batch: one syncfs for all.
     std::vector<CommitJob> jobs;
-    while (!queue_.empty() && jobs.size() < kBatchJobs) {
-      jobs.push_back(std::move(queue_.front()));
-      queue_.pop_front();
+    const auto linger_until = Clock::now() + kLinger;
+    for (;;) {
+      while (!queue_.empty() && jobs.size() < kBatchJobs) {
+        jobs.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      // Jobs submitted one by one would each meet an idle worker and cost an fdatasync: wait
+      // a moment for more, so that one syncfs covers them.
+      if (jobs.size() >= kBatchJobs || stop_ ||
+          !work_cv_.wait_until(lock, linger_until, [&] { return stop_ || !queue_.empty(); })) {
+        break;
+      }
     }
     lock.unlock();
     std::vector<CommitDone> dones = commit_batch(jobs);

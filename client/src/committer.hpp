@@ -68,6 +68,8 @@ class Committer {
   static constexpr std::chrono::milliseconds kRoundInterval{1000};
   // Jobs a worker takes from the queue at once, made durable by one syncfs.
   static constexpr std::size_t kBatchJobs = 256;
+  // How long a worker waits for more jobs before committing a batch.
+  static constexpr std::chrono::milliseconds kLinger{2};
 
   // `wake` is called on a worker after each job is done (the downloader passes
   // curl_multi_wakeup).

@@ -691,7 +691,7 @@ bool Downloader::Impl::flush(Transfer& t, bool last) {
     t.batch->size = 0;
     return false;
   }
-  if (!t.direct_fd && !t.direct_failed) {
+  if (!t.direct_fd && !t.direct_failed && options.direct_io) {
     // A second open file description of the same inode, so O_DIRECT does not change the
     // flags of t.fd (or of the dup hashing a resumed partial).
     const std::string self = "/proc/self/fd/" + std::to_string(t.fd.get());

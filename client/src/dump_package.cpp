@@ -29,6 +29,11 @@ using sitemap::HashAlgorithm;
 constexpr const char* kManifestName = "manifest.xml";
 constexpr std::size_t kReadChunk = 256 * 1024;
 // Temp files waiting for the committer; each holds its file and directory fds.
+// Entries up to this size are extracted into memory and created by the committer (in
+// batches, one syncfs each), so this thread never waits on a file creation (≈300 µs each on
+// this VM's ext4): 20,000 × 16 KiB took longer via a dump than via 20,000 GETs before.
+constexpr std::uint64_t kHeldEntryBytes = 1 << 20;
+// Commits in flight; with held entries at most kMaxPendingCommits × kHeldEntryBytes in memory.
 constexpr std::size_t kMaxPendingCommits = 64;
 
 struct ZipCloser {
@@ -355,10 +360,19 @@ std::optional<Error> Unpacker::extract(const Entry& entry, const std::string& pa
   auto parent = root_.parent_of(path, true);
   if (!parent) return parent.error();
   const std::string temp = temp_name_for(parent->leaf);
-  auto file = create_temp(parent->dir_fd, temp);
-  if (!file) return file.error();
+  // A small entry stays in memory until verified; the committer creates its file.
+  const bool held = length <= kHeldEntryBytes;
+  std::string body;
+  UniqueFd file;
+  if (held) {
+    body.reserve(static_cast<std::size_t>(length));
+  } else {
+    auto created = create_temp(parent->dir_fd, temp);
+    if (!created) return created.error();
+    file = std::move(*created);
+  }
   const auto discard = [&](Error error) {
-    ::unlinkat(parent->dir_fd, temp.c_str(), 0);
+    if (file) ::unlinkat(parent->dir_fd, temp.c_str(), 0);
     return std::optional<Error>(std::move(error));
   };
 
@@ -383,7 +397,9 @@ std::optional<Error> Unpacker::extract(const Entry& entry, const std::string& pa
           what + " inflates to more than its " + std::to_string(length) + " bytes: stopped there"));
     }
     hasher.update(std::string_view(buffer.data(), got));
-    if (auto wrote = write_all(file->get(), buffer.data(), got, path + " (temp)"); !wrote) {
+    if (held) {
+      body.append(buffer.data(), got);
+    } else if (auto wrote = write_all(file.get(), buffer.data(), got, path + " (temp)"); !wrote) {
       return discard(wrote.error());
     }
     written += got;
@@ -408,7 +424,8 @@ std::optional<Error> Unpacker::extract(const Entry& entry, const std::string& pa
 
   detail::CommitJob job;
   job.token = next_token_++;
-  job.file = std::move(*file);
+  job.file = std::move(file);
+  job.body = std::move(body);
   job.dir_fd = parent->dir_fd;
   job.temp_name = temp;
   job.leaf = parent->leaf;

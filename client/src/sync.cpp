@@ -566,8 +566,7 @@ detail::DumpContext Engine::dump_context(std::unordered_set<std::string>& listed
             } else if (e.outcome == UnpackedEntry::Outcome::current) {
               ++report_.up_to_date;
             } else {
-              ++report_.fetched;
-              log("unpacked " + e.path + " (" + std::to_string(e.bytes) + " bytes)");
+              ++report_.fetched;  // per file: counted, not logged (as for fetches)
             }
             if (e.outcome != UnpackedEntry::Outcome::failed &&
                 !(entry.md && strongest(entry.md->hash))) {

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <ios>
 #include <iterator>
 #include <memory>
 #include <numeric>
@@ -503,7 +504,8 @@ std::size_t bit_mismatches(const std::vector<float>& got, const std::vector<floa
   for (std::size_t i = 0; i < got.size(); ++i) {
     if (!same_bits(got[i], want[i])) {
       if (bad == 0) {
-        UNSCOPED_INFO(what << "[" << i << "]: ours " << got[i] << " torch " << want[i]);
+        UNSCOPED_INFO(what << "[" << i << "]: ours " << std::hexfloat << got[i] << " torch "
+                           << want[i] << std::defaultfloat);
       }
       ++bad;
     }

@@ -502,6 +502,80 @@ TEST_CASE("zstd payloads: truncation, trailing bytes and bombs", "[bridge][paylo
   CHECK(code_of(b.error()) == payload_errc::too_large);
 }
 
+TEST_CASE("a zstd frame that lies about its size is not trusted", "[bridge][payload][hostile]") {
+  // Frame header: magic, FHD 0xC0 (8-byte content size, window descriptor follows), window
+  // 1 KiB, content size 2^39; then one raw last block of 4 bytes. Allocating the claim would
+  // throw std::bad_alloc (or abort under ASan); the decoder must fail cleanly instead.
+  Bytes frame{0x28, 0xB5, 0x2F, 0xFD, 0xC0, 0x00};
+  for (int i = 0; i < 8; ++i)
+    frame.push_back(static_cast<std::uint8_t>((std::uint64_t{1} << 39) >> (8 * i)));
+  const Bytes block{0x21, 0x00, 0x00, 0x7B, 0x7D, 0x20, 0x20};
+  frame.insert(frame.end(), block.begin(), block.end());
+  REQUIRE(ZSTD_getFrameContentSize(frame.data(), frame.size()) == (std::uint64_t{1} << 39));
+  DecodeOptions huge;
+  huge.max_decompressed = std::uint64_t{1} << 40;
+  auto r = decode_payload(frame, huge);
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == payload_errc::zstd_failed);
+  auto capped = decode_payload(frame);  // the default cap (4 GiB) is below the claim
+  REQUIRE_FALSE(capped);
+  CHECK(code_of(capped.error()) == payload_errc::too_large);
+}
+
+TEST_CASE("deeply nested header JSON is refused without recursion trouble",
+          "[bridge][payload][hostile]") {
+  const std::size_t depth = 200000;
+  const std::string header = "{\"a\":" + std::string(depth, '[') + std::string(depth, ']') + "}";
+  auto r = decode_payload(raw_file(header, 0));
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == payload_errc::bad_header);
+  const std::string objects = "{\"a\":" + [&] {
+    std::string s;
+    for (std::size_t i = 0; i < depth; ++i) s += "{\"k\":";
+    s += "1";
+    s += std::string(depth, '}');
+    return s;
+  }() + "}";
+  auto o = decode_payload(raw_file(objects, 0));
+  REQUIRE_FALSE(o);
+  CHECK(code_of(o.error()) == payload_errc::bad_header);
+}
+
+TEST_CASE("random corruptions of every format never crash", "[bridge][payload][hostile]") {
+  // Seeded mutations (flips, truncations, splices of header bytes); run under ASan/UBSan in CI.
+  std::mt19937 gen(42);
+  std::size_t refused = 0;
+  std::size_t total = 0;
+  for (auto wire : {WireFormat::f32, WireFormat::bf16, WireFormat::int8, WireFormat::fp4_e3m0}) {
+    for (bool zstd : {false, true}) {
+      auto good = encode_payload(sample_fragment(200), {wire, 16, zstd, 3});
+      REQUIRE(good);
+      std::uniform_int_distribution<std::size_t> pos(0, good->size() - 1);
+      for (int i = 0; i < 300; ++i) {
+        Bytes bad = *good;
+        switch (i % 3) {
+          case 0:
+            bad[pos(gen)] ^= static_cast<std::uint8_t>(1u << (gen() % 8));
+            break;
+          case 1:
+            bad.resize(pos(gen));
+            break;
+          default: {
+            const std::size_t at = pos(gen);
+            bad.insert(bad.begin() + static_cast<std::ptrdiff_t>(at), good->begin(),
+                       good->begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(at, 40)));
+            break;
+          }
+        }
+        ++total;
+        if (!decode_payload(bad)) ++refused;
+      }
+    }
+  }
+  // Most mutations must be caught (a flip inside an f32 value can decode, legitimately).
+  CHECK(refused * 2 > total);
+}
+
 TEST_CASE("every payload error code has a message", "[bridge][payload]") {
   for (int v = 1; v <= static_cast<int>(payload_errc::invalid_argument); ++v) {
     INFO(v);

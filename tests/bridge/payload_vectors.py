@@ -17,7 +17,8 @@ its own payload and requires them too.
 fp32 arithmetic is emulated with doubles: a single +, -, *, / of two fp32 values computed in
 double and rounded once to fp32 (struct 'f') is correctly rounded, since 53 >= 2*24 + 2.
 
-Usage: payload_vectors.py DATA_DIR            check (exit 0 ok, 1 mismatch)
+Usage: payload_vectors.py [DATA_DIR]          check (exit 0 ok, 1 mismatch); DATA_DIR
+                                              defaults to tests/data/bridge
        payload_vectors.py --write-inputs DIR  (re)write the *.in.json inputs
 """
 
@@ -393,10 +394,11 @@ def main(argv):
     if len(argv) == 3 and argv[1] == "--write-inputs":
         write_inputs(argv[2])
         return 0
-    if len(argv) != 2:
-        print(__doc__.strip().splitlines()[-2])
+    if len(argv) > 2 or (len(argv) == 2 and argv[1].startswith("-")):
+        print(__doc__[__doc__.index("Usage:"):].rstrip())
         return 2
-    return check(argv[1])
+    default = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "bridge")
+    return check(argv[1] if len(argv) == 2 else default)
 
 
 if __name__ == "__main__":

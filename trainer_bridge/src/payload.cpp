@@ -313,13 +313,14 @@ Result<std::vector<std::uint8_t>> zstd_decompress(std::span<const std::uint8_t> 
   }
   std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> ctx(ZSTD_createDCtx(), &ZSTD_freeDCtx);
   if (!ctx) throw std::bad_alloc();
-  // Never trust the declared size for the allocation beyond what the frame could plausibly
-  // hold; grow as output arrives, and stop at max_size + 1 to detect a bomb.
-  std::vector<std::uint8_t> out;
-  out.resize(static_cast<std::size_t>(
-      std::min<std::uint64_t>(declared != ZSTD_CONTENTSIZE_UNKNOWN ? declared : frame.size() * 4,
-                              max_size) +
-      1));
+  // The declared size is a claim: allocate at most what the frame could hold at a plausible
+  // ratio (and never past the cap), then grow by doubling as output really arrives; stop at
+  // max_size + 1 to detect a bomb.
+  const std::uint64_t plausible =
+      std::max<std::uint64_t>(std::uint64_t{frame.size()} * 16, 1 << 20);
+  std::uint64_t initial = declared != ZSTD_CONTENTSIZE_UNKNOWN ? declared : plausible;
+  initial = std::min({initial, plausible, max_size});
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(initial + 1));
   ZSTD_inBuffer in{frame.data(), frame.size(), 0};
   std::size_t produced = 0;
   for (;;) {

@@ -19,3 +19,10 @@ endif()
 add_test(NAME bridge.inspect_cli
          COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/inspect_cli_test.sh $<TARGET_FILE:shardsync>
                  ${CMAKE_CURRENT_SOURCE_DIR}/data/bridge)
+
+# DILOCO.md §4.3.1: the vectors' dequantized values are those of diloco_sim.quantize_dequantize
+# (shared/diloco_sim.py, run with Debian's python3-torch). Skipped (77) without torch.
+add_test(NAME bridge.payload_sim
+         COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/payload_sim_check.py
+                 ${PROJECT_SOURCE_DIR}/../shared ${CMAKE_CURRENT_SOURCE_DIR}/data/bridge)
+set_tests_properties(bridge.payload_sim PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)

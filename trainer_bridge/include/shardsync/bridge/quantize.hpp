@@ -2,7 +2,8 @@
 // Wire quantizers for DiLoCo pseudo-gradients (DILOCO.md §1.2, §3.1 R7, §4.3.1). Each one is
 // bit-compatible with `diloco_sim.quantize_dequantize` (same codes, same fp32 scales, same
 // dequantized magnitudes) and with the stdlib-only Python codec in
-// tests/bridge/payload_vectors.py.
+// tests/bridge/payload_vectors.py; tests/bridge/payload_sim_check.py runs the simulator itself on
+// the test vectors.
 //
 // Blocks: a block is `block` consecutive values of a tensor's row-major flattening; the last
 // block of a tensor may be short. Each block has one fp32 scale. All arithmetic is IEEE fp32

@@ -17,6 +17,7 @@ inline constexpr int kExitPartial = 3;
 void add_sitemap_command(CLI::App& app, int& exit_code);
 void add_serve_command(CLI::App& app, int& exit_code);
 void add_publish_command(CLI::App& app, int& exit_code);
-void add_sync_command(CLI::App& app, int& exit_code);  // sync and audit
+void add_sync_command(CLI::App& app, int& exit_code);    // sync and audit
+void add_bridge_command(CLI::App& app, int& exit_code);  // bridge inspect
 
 }  // namespace shardsync::app

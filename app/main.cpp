@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   add_serve_command(app, exit_code);
   add_publish_command(app, exit_code);
   add_sync_command(app, exit_code);
+  add_bridge_command(app, exit_code);
 
   try {
     app.parse(argc, argv);

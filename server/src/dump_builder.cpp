@@ -48,18 +48,6 @@ std::string numbered(std::string_view stem, std::uint64_t number, std::string_vi
   return std::string(stem) + digits + std::string(suffix);
 }
 
-Result<std::string> render(const DocumentHeader& header, const std::vector<Entry>& entries) {
-  std::string body;
-  sitemap::StringSink sink(body);
-  sitemap::DocumentWriter writer(sink);
-  if (auto r = writer.begin(header); !r) return fail(r.error());
-  for (const Entry& e : entries) {
-    if (auto r = writer.add(e); !r) return fail(r.error());
-  }
-  if (auto r = writer.finish(); !r) return fail(r.error());
-  return body;
-}
-
 void remove_file(const std::string& directory, const std::string& name) {
   ::unlink((directory + "/" + name).c_str());
 }
@@ -134,7 +122,7 @@ Result<ResourceDump> build_resource_dump(const DumpTarget& target,
       entries.push_back(std::move(e));
       items.push_back(PackItem{r.path, target.collection.directory, r});
     }
-    auto manifest = render(header, entries);
+    auto manifest = sitemap::write_document(header, entries);
     if (!manifest) return abandon(manifest.error());
     const std::string zip_name = numbered(dump.stem, part + 1, ".zip");
     auto package = write_with_manifest(target.directory, zip_name,
@@ -151,9 +139,10 @@ Result<ResourceDump> build_resource_dump(const DumpTarget& target,
     for (const ResourceState& r : snapshot.resources) {
       entries.push_back(resource_entry(collection_url, r));
     }
-    auto list = render(sitemap::make_snapshot_header(Capability::resourcelist, at_ns(dump.at_ns),
-                                                     target.capability_list_url()),
-                       entries);
+    auto list = sitemap::write_document(
+        sitemap::make_snapshot_header(Capability::resourcelist, at_ns(dump.at_ns),
+                                      target.capability_list_url()),
+        entries);
     if (!list) return abandon(list.error());
     auto file = write_dump_file(target.directory, dump.stem + "-resourcelist.xml", *list);
     if (!file) return abandon(file.error());
@@ -194,10 +183,10 @@ Result<ChangeDump> build_change_dump(const DumpTarget& target, std::uint64_t lis
     }
     entries.push_back(std::move(e));
   }
-  auto manifest =
-      render(sitemap::make_change_header(Capability::changedump_manifest, at_ns(dump.from_ns),
-                                         at_ns(dump.until_ns), target.capability_list_url()),
-             entries);
+  auto manifest = sitemap::write_document(
+      sitemap::make_change_header(Capability::changedump_manifest, at_ns(dump.from_ns),
+                                  at_ns(dump.until_ns), target.capability_list_url()),
+      entries);
   if (!manifest) return fail(manifest.error());
   auto package = write_with_manifest(target.directory, numbered("changes", list, ".zip"),
                                      numbered("changes", list, "-manifest.xml"), *manifest,

@@ -69,15 +69,7 @@ Result<std::string> render_notification(Channel channel, const std::string& capa
   header.has_md = true;
   header.md.capability = channel_name(channel);
   header.links.push_back(sitemap::make_link("up", capability_list_url));
-  std::string body;
-  sitemap::StringSink sink(body);
-  sitemap::DocumentWriter writer(sink);
-  if (auto r = writer.begin(header); !r) return fail(r.error());
-  for (const sitemap::Entry& e : entries) {
-    if (auto r = writer.add(e); !r) return fail(r.error());
-  }
-  if (auto r = writer.finish(); !r) return fail(r.error());
-  return body;
+  return sitemap::write_document(header, entries);
 }
 
 struct Notifier::Impl {

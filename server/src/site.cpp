@@ -56,14 +56,9 @@ int sealed_memfd(std::string_view bytes) {
 Result<std::shared_ptr<const ServedDocument>> serve(const DocumentHeader& header,
                                                     const std::vector<Entry>& entries,
                                                     std::int64_t modified_ns, bool immutable) {
-  std::string body;
-  sitemap::StringSink sink(body);
-  sitemap::DocumentWriter writer(sink);
-  if (auto r = writer.begin(header); !r) return fail(r.error());
-  for (const Entry& e : entries) {
-    if (auto r = writer.add(e); !r) return fail(r.error());
-  }
-  if (auto r = writer.finish(); !r) return fail(r.error());
+  auto rendered = sitemap::write_document(header, entries);
+  if (!rendered) return fail(rendered.error());
+  std::string body = std::move(*rendered);
 
   auto doc = std::make_shared<ServedDocument>();
   sitemap::Hasher hasher({sitemap::HashAlgorithm::sha256});

@@ -322,11 +322,15 @@ Result<void> DocumentWriter::flush() {
 }
 
 Result<std::string> write_document(const Document& document) {
+  return write_document(document.header, document.entries);
+}
+
+Result<std::string> write_document(const DocumentHeader& header, std::span<const Entry> entries) {
   std::string out;
   StringSink sink(out);
   DocumentWriter writer(sink);
-  if (auto r = writer.begin(document.header); !r) return fail(r.error());
-  for (const Entry& entry : document.entries) {
+  if (auto r = writer.begin(header); !r) return fail(r.error());
+  for (const Entry& entry : entries) {
     if (auto r = writer.add(entry); !r) return fail(r.error());
   }
   if (auto r = writer.finish(); !r) return fail(r.error());

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -64,6 +65,8 @@ class DocumentWriter {
 
 // Writes a whole document to a string.
 [[nodiscard]] Result<std::string> write_document(const Document& document);
+[[nodiscard]] Result<std::string> write_document(const DocumentHeader& header,
+                                                 std::span<const Entry> entries);
 
 // Writes a whole document to `path` atomically: a temporary file beside it, fsync, rename,
 // fsync of the directory. A reader never sees a half-written document under `path`.

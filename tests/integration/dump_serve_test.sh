@@ -235,6 +235,20 @@ server_pid=$!
 poll 10 test -s "$work/port" || failed "the configured server writes its port file"
 base="http://127.0.0.1:$(cat "$work/port" 2>/dev/null)"
 poll 20 has_dump && pass || failed "\"dumps\": true in --config enables dumps"
+# The whole path: this server's dump into an empty mirror with `shardsync sync --via-dump`,
+# without a GET of any file, then a no-op.
+mirror="$work/mirror"
+"$bin" sync "$base/" "$mirror" --via-dump --json >"$work/via.json" 2>"$work/via.err"
+rc=$?
+[ $rc = 0 ] && pass || failed "sync --via-dump from serve --dumps exits 0 (rc=$rc: $(tail -3 "$work/via.err"))"
+diff -r --exclude='.shardsync*' "$data" "$mirror" >/dev/null && pass ||
+  failed "the mirror made from the dump equals the collection"
+grep -q "baseline from the resource dump" "$work/via.err" && pass ||
+  failed "the baseline came from the resource dump: $(tail -3 "$work/via.err")"
+"$bin" audit "$base/" "$mirror" -q >/dev/null 2>&1 && pass || failed "audit agrees with the dump's mirror"
+"$bin" sync "$base/" "$mirror" --via-dump --json >"$work/via2.json" 2>/dev/null
+python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if d["fetched"] == 0 and d["in_sync"] else 1)' \
+  <"$work/via2.json" && pass || failed "a second --via-dump run fetches nothing: $(cat "$work/via2.json")"
 kill -TERM "$server_pid"
 wait "$server_pid"
 server_pid=

@@ -49,7 +49,10 @@ struct CommitJob {
   std::string leaf;               // the final name in dir_fd
   std::string drop_xattr;         // removed first (resume state); empty: none
   std::optional<timespec> mtime;  // set before the data is synced
-  bool created = false;           // the committer made `file` from `body`
+  // False for scratch files (dump packages, removed once read): renamed without being made
+  // durable first, and their directory is not fsynced.
+  bool durable = true;
+  bool created = false;  // the committer made `file` from `body`
 };
 
 struct CommitDone {

@@ -897,7 +897,8 @@ void Downloader::Impl::commit(Transfer& t) {
                 .leaf = t.job.leaf,
                 // resume state, not part of the mirrored file
                 .drop_xattr = t.xattr_set ? kValidatorXattr : "",
-                .mtime = std::nullopt};
+                .mtime = std::nullopt,
+                .durable = options.durable};
   if (t.job.lastmod) {
     job.mtime = timespec{static_cast<time_t>(t.job.lastmod->seconds),
                          static_cast<long>(t.job.lastmod->nanos)};

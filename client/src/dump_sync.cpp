@@ -107,6 +107,7 @@ bool DumpRun::run(const std::vector<PackageRef>& packages, DumpBaseline& result,
                                             .initial_backoff_ms = o.initial_backoff_ms,
                                             .low_speed_seconds = o.low_speed_seconds,
                                             .direct_io = false,  // unpacked right away
+                                            .durable = false,    // then removed
                                             .ca_file = o.ca_file,
                                             .log = o.log});
     std::size_t next = first;

@@ -1049,3 +1049,36 @@ TEST_CASE("the committer fsyncs each directory once per batch, with its own fds"
   CHECK_FALSE(committer.sync_dirs());
   CHECK(committer.dir_syncs() == syncs);
 }
+
+TEST_CASE("the committer renames scratch jobs without syncing them or their directory",
+          "[client][download]") {
+  using shardsync::client::detail::CommitDone;
+  using shardsync::client::detail::CommitJob;
+  using shardsync::client::detail::Committer;
+  TempDir dest;
+  UniqueFd dir(::open(dest.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  REQUIRE(dir);
+  Committer committer(1, {});
+  committer.submit(CommitJob{.token = 1,
+                             .file = UniqueFd{},
+                             .body = "package bytes",
+                             .dir_fd = dir.get(),
+                             .temp_name = ".part-pkg",
+                             .leaf = "package.zip",
+                             .drop_xattr = {},
+                             .mtime = std::nullopt,
+                             .durable = false});
+  std::vector<CommitDone> done;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (done.empty() && Clock::now() < deadline) {
+    for (CommitDone& d : committer.take_done()) done.push_back(std::move(d));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].renamed);
+  CHECK_FALSE(done[0].error);
+  CHECK(read_file(dest / "package.zip") == "package bytes");
+  CHECK_FALSE(fs::exists(dest / ".part-pkg"));
+  CHECK_FALSE(committer.sync_dirs());
+  CHECK(committer.dir_syncs() == 0);  // nothing durable was renamed: no directory to fsync
+}

@@ -95,6 +95,9 @@ struct DownloaderOptions {
   // Whole aligned batches bypass the page cache (O_DIRECT). Off for files read back at once
   // (dump packages): they would come back from the disk instead of from memory.
   bool direct_io = true;
+  // Files are made durable (fdatasync or a batch's syncfs) before their final name, and their
+  // directories fsynced before run() returns. Off for scratch files removed once read.
+  bool durable = true;
   std::size_t write_batch_bytes = 1024 * 1024;
   // Threads that write held bodies, make files durable and rename them, so the curl thread
   // never waits for the disk. Each takes all queued files as one batch (one syncfs), so one

@@ -257,11 +257,10 @@ struct Downloader::Impl::Transfer {
   bool direct_failed = false;
   std::vector<HashAlgorithm> algorithms;
   std::shared_ptr<HashStream> stream;
-  std::string validator;      // of the bytes in the temp file; empty: they cannot be resumed
-  bool xattr_set = false;     // the temp file may carry the validator xattr
-  std::string held;           // a body complete in its one batch, for the committer to write
-  std::uint64_t offset = 0;   // body bytes kept: written, or waiting in `batch`
-  std::uint64_t written = 0;  // body bytes in the file (as of the last drain)
+  std::string validator;     // of the bytes in the temp file; empty: they cannot be resumed
+  bool xattr_set = false;    // the temp file may carry the validator xattr
+  std::string held;          // a body complete in its one batch, for the committer to write
+  std::uint64_t offset = 0;  // body bytes kept: written, or waiting in `batch`
   std::unique_ptr<Batch> batch;
   DownloadOutcome outcome;
   std::size_t url_index = 0;
@@ -299,10 +298,14 @@ void Downloader::Impl::run(const std::function<std::optional<DownloadJob>()>& ne
       for (auto& [token, t] : impl.transfers) {
         if (t->easy) curl_multi_remove_handle(impl.multi.get(), t->easy.get());
         if (t->stream) t->stream->cancelled = true;
-        if (t->fd && t->written == 0) ::unlinkat(t->job.dir_fd, t->temp_name.c_str(), 0);
       }
       impl.committer.reset();  // before the caller may close the directories it lent
-      impl.pipeline.reset();
+      impl.pipeline.reset();   // joins the writer: `written` is what reached the files
+      for (auto& [token, t] : impl.transfers) {
+        if (t->fd && t->stream->written.load(std::memory_order_acquire) == 0) {
+          ::unlinkat(t->job.dir_fd, t->temp_name.c_str(), 0);
+        }
+      }
       impl.transfers.clear();
       impl.committing = 0;
       impl.callback_error = nullptr;
@@ -418,7 +421,7 @@ void Downloader::Impl::begin(DownloadJob job) {
     return start_request(t);
   }
   t.validator = std::move(validator);
-  t.offset = t.written = t.outcome.resumed_from = size;
+  t.offset = t.outcome.resumed_from = size;
   t.stream->written = size;
   t.stream->writeback_from = size;
   // Its bytes are hashed once, on the hashing thread, ahead of the batches that follow them.
@@ -710,7 +713,7 @@ bool Downloader::Impl::reset_content(Transfer& t) {
   t.stream->cancelled = true;
   t.stream = std::make_shared<HashStream>(t.algorithms);
   if (t.batch) t.batch->size = 0;
-  t.offset = t.written = 0;
+  t.offset = 0;
   t.outcome.resumed_from = 0;
   t.validator.clear();
   t.held.clear();
@@ -730,13 +733,12 @@ void Downloader::Impl::request_done(Transfer& t, CURLcode code) {
   if (t.abort == Abort::none) flush(t, complete);  // on failure: Abort::local below
   // What reached the file decides what a retry or a rerun resumes from.
   pipeline->drain(*t.stream);
-  t.written = t.stream->written.load(std::memory_order_acquire);
   if (const int error = t.stream->write_errno.load(std::memory_order_acquire)) {
     if (t.abort == Abort::none || t.abort == Abort::local) {
       t.local_error = os_error(error, "writing " + t.temp_name + " for " + t.job.leaf);
       t.abort = Abort::local;
     }
-    t.offset = t.written;
+    t.offset = t.stream->written.load(std::memory_order_acquire);
   }
   const Response r = t.response;
   const std::string url = t.url();
@@ -926,7 +928,9 @@ void Downloader::Impl::succeed(Transfer& t) {
 
 void Downloader::Impl::fail(Transfer& t, Error error) {
   // Bytes that a later run can resume stay (with their validator); anything else goes.
-  if (t.fd && !t.temp_name.empty() && (t.written == 0 || t.validator.empty())) {
+  // (A file implies a stream, whose writes are done here: drained at the request's end.)
+  if (t.fd && !t.temp_name.empty() &&
+      (t.validator.empty() || t.stream->written.load(std::memory_order_acquire) == 0)) {
     ::unlinkat(t.job.dir_fd, t.temp_name.c_str(), 0);
   }
   DownloadResult result{t.job.id, tl::unexpected<Error>(std::move(error))};

@@ -904,6 +904,45 @@ TEST_CASE("many small files across directories are committed, each directory len
   }
 }
 
+TEST_CASE("an exception mid-transfer keeps the bytes already written, and a rerun resumes",
+          "[client][download]") {
+  Rig rig;
+  const std::string bytes = rig.publish("big.bin", 8 << 20);
+  DownloaderOptions options = fast_options();
+  options.write_batch_bytes = 1 << 20;
+  {
+    // Half the body arrives, then the server stalls; the caller gives up meanwhile, after the
+    // writer thread has had time to put the full batches in the file.
+    std::uint64_t received = 0;
+    Downloader downloader(options);
+    bool pulled = false;
+    CHECK_THROWS_AS(downloader.run(
+                        [&]() -> std::optional<DownloadJob> {
+                          if (std::exchange(pulled, true)) return std::nullopt;
+                          return rig.job("big.bin", bytes,
+                                         rig.server.url("big.bin", "stall", "big1", "&stall=5"));
+                        },
+                        [](DownloadResult&&) {},
+                        [&](std::uint64_t n) {
+                          received += n;
+                          if (received < (4u << 20)) return;
+                          std::this_thread::sleep_for(std::chrono::milliseconds(300));
+                          throw std::runtime_error("caller gave up");
+                        }),
+                    std::runtime_error);
+  }
+  const fs::path partial = rig.dest / partial_name("big.bin");
+  REQUIRE(fs::exists(partial));
+  const auto kept = fs::file_size(partial);
+  CHECK(kept >= (1u << 20));
+  const DownloadResult second =
+      run_one(options, rig.job("big.bin", bytes, rig.server.url("big.bin", "ok", "big2")));
+  INFO(describe(second));
+  REQUIRE(second.outcome);
+  CHECK(second.outcome->resumed_from == kept);
+  CHECK(read_file(rig.dest / "big.bin") == bytes);
+}
+
 TEST_CASE("an exception from on_done with commits in flight ends the run; a rerun completes",
           "[client][download]") {
   Rig rig;

@@ -50,7 +50,7 @@ Timestamp now() {
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                       std::chrono::system_clock::now().time_since_epoch())
                       .count();
-  return Timestamp::from_unix(ns / 1'000'000'000, static_cast<std::uint32_t>(ns % 1'000'000'000));
+  return Timestamp::from_unix_ns(ns);
 }
 
 std::string with_slash(std::string url) {

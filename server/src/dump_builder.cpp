@@ -9,7 +9,6 @@
 #include "dump_catalog_file.hpp"
 #include "dump_documents.hpp"
 #include "shardsync/server/errc.hpp"
-#include "shardsync/sitemap/url.hpp"
 #include "shardsync/sitemap/writer.hpp"
 
 namespace shardsync::server::detail {
@@ -21,13 +20,8 @@ using sitemap::DocumentHeader;
 using sitemap::Entry;
 using sitemap::Timestamp;
 
-constexpr std::int64_t kNanos = 1'000'000'000;
 constexpr std::uint64_t kSitemapEntries = 50'000;
 constexpr std::uint64_t kManifestBase = 1024;  // XML declaration, root element and header
-
-Timestamp at_ns(std::int64_t ns) {
-  return Timestamp::from_unix(ns / kNanos, static_cast<std::uint32_t>(ns % kNanos));
-}
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -37,7 +31,7 @@ std::int64_t now_ns() {
 
 // "2026-11-24T23:18:36.5Z" -> "20261124T231836.5Z": a file-name-safe `at`.
 std::string compact(std::int64_t ns) {
-  std::string text = sitemap::format_w3c_datetime(at_ns(ns));
+  std::string text = sitemap::format_w3c_datetime(Timestamp::from_unix_ns(ns));
   std::erase_if(text, [](char c) { return c == '-' || c == ':'; });
   return text;
 }
@@ -110,8 +104,9 @@ Result<ResourceDump> build_resource_dump(const DumpTarget& target,
     for (const DumpPackage& p : dump.packages) remove_package(target.directory, p);
     return tl::unexpected<Error>(std::move(error));
   };
-  DocumentHeader header = sitemap::make_snapshot_header(
-      Capability::resourcedump_manifest, at_ns(dump.at_ns), target.capability_list_url());
+  DocumentHeader header = sitemap::make_snapshot_header(Capability::resourcedump_manifest,
+                                                        Timestamp::from_unix_ns(dump.at_ns),
+                                                        target.capability_list_url());
   for (std::size_t part = 0; part < parts.size(); ++part) {
     std::vector<Entry> entries;
     std::vector<PackItem> items;
@@ -140,7 +135,7 @@ Result<ResourceDump> build_resource_dump(const DumpTarget& target,
       entries.push_back(resource_entry(collection_url, r));
     }
     auto list = sitemap::write_document(
-        sitemap::make_snapshot_header(Capability::resourcelist, at_ns(dump.at_ns),
+        sitemap::make_snapshot_header(Capability::resourcelist, Timestamp::from_unix_ns(dump.at_ns),
                                       target.capability_list_url()),
         entries);
     if (!list) return abandon(list.error());
@@ -163,19 +158,11 @@ Result<ChangeDump> build_change_dump(const DumpTarget& target, std::uint64_t lis
   std::vector<Entry> entries;
   std::vector<PackItem> items;
   for (const Change& change : changes) {
-    Entry e;
-    e.loc = collection_url + sitemap::encode_path(change.path);
-    e.md.emplace();
-    e.md->change = change.change;
-    e.md->datetime = at_ns(change.datetime_ns);
+    // The Change List's entry, plus where the change's bitstream sits in the package.
+    Entry e = change_entry(collection_url, change);
     if (change.change != sitemap::ChangeType::deleted) {
       // One bitstream per change: a file changed twice in the list appears at two paths.
       const std::string entry_name = "changes/" + std::to_string(change.number) + "/" + change.path;
-      e.lastmod = at_ns(change.state.mtime_ns);
-      e.md->hash.set(sitemap::HashAlgorithm::sha256, change.state.sha256);
-      if (!change.state.md5.empty()) e.md->hash.set(sitemap::HashAlgorithm::md5, change.state.md5);
-      e.md->length = change.state.length;
-      e.md->type = change.state.type;
       e.md->path = "/" + entry_name;
       ResourceState expected = change.state;
       expected.path = change.path;
@@ -184,8 +171,9 @@ Result<ChangeDump> build_change_dump(const DumpTarget& target, std::uint64_t lis
     entries.push_back(std::move(e));
   }
   auto manifest = sitemap::write_document(
-      sitemap::make_change_header(Capability::changedump_manifest, at_ns(dump.from_ns),
-                                  at_ns(dump.until_ns), target.capability_list_url()),
+      sitemap::make_change_header(
+          Capability::changedump_manifest, Timestamp::from_unix_ns(dump.from_ns),
+          Timestamp::from_unix_ns(dump.until_ns), target.capability_list_url()),
       entries);
   if (!manifest) return fail(manifest.error());
   auto package = write_with_manifest(target.directory, numbered("changes", list, ".zip"),

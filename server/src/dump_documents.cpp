@@ -1,5 +1,7 @@
 #include "dump_documents.hpp"
 
+#include <optional>
+
 #include "shardsync/server/collection.hpp"
 
 namespace shardsync::server::detail {
@@ -10,13 +12,8 @@ using sitemap::DocumentHeader;
 using sitemap::Entry;
 using sitemap::Timestamp;
 
-constexpr std::int64_t kNanos = 1'000'000'000;
 constexpr std::string_view kZipType = "application/zip";
 constexpr std::string_view kXmlType = "application/xml";
-
-Timestamp at_ns(std::int64_t ns) {
-  return Timestamp::from_unix(ns / kNanos, static_cast<std::uint32_t>(ns % kNanos));
-}
 
 class DumpDocuments {
  public:
@@ -92,7 +89,7 @@ class DumpDocuments {
     serve_file(directory, package.manifest, kXmlType);
     Entry e;
     e.loc = dump_url(collection_url_) + package.zip.name;
-    e.lastmod = at_ns(package.zip.mtime_ns);
+    e.lastmod = Timestamp::from_unix_ns(package.zip.mtime_ns);
     e.md.emplace();
     e.md->type = std::string(kZipType);
     e.md->length = package.zip.length;
@@ -117,8 +114,8 @@ class DumpDocuments {
   Result<void> resource_dumps(const CollectionDumps& dumps) {
     for (const ResourceDump& dump : dumps.resource_dumps) {
       DocumentHeader header = sitemap::make_snapshot_header(
-          Capability::resourcedump, at_ns(dump.at_ns), capability_list_url_);
-      header.md.completed = at_ns(dump.completed_ns);
+          Capability::resourcedump, Timestamp::from_unix_ns(dump.at_ns), capability_list_url_);
+      header.md.completed = Timestamp::from_unix_ns(dump.completed_ns);
       header.links.push_back(
           sitemap::make_link("archives", archive_url(collection_url_, "resourcedump")));
       std::vector<Entry> entries;
@@ -134,14 +131,14 @@ class DumpDocuments {
   }
 
   Result<void> change_dump(const CollectionDumps& dumps) {
-    DocumentHeader header = sitemap::make_change_header(Capability::changedump,
-                                                        at_ns(dumps.change_dumps.front().from_ns),
-                                                        std::nullopt, capability_list_url_);
+    DocumentHeader header = sitemap::make_change_header(
+        Capability::changedump, Timestamp::from_unix_ns(dumps.change_dumps.front().from_ns),
+        std::nullopt, capability_list_url_);
     std::vector<Entry> entries;
     for (const ChangeDump& dump : dumps.change_dumps) {
       Entry e = package_entry(dumps.directory, dump.package);
-      e.md->from = at_ns(dump.from_ns);
-      e.md->until = at_ns(dump.until_ns);
+      e.md->from = Timestamp::from_unix_ns(dump.from_ns);
+      e.md->until = Timestamp::from_unix_ns(dump.until_ns);
       entries.push_back(std::move(e));
     }
     return publish("changedump.xml", header, entries,
@@ -157,34 +154,39 @@ class DumpDocuments {
   }
 
   Result<void> resource_list_archive(const CollectionDumps& dumps) {
-    std::vector<Entry> entries;
-    for (const ResourceDump& dump : dumps.resource_dumps) {
-      if (!dump.resource_list) continue;
-      Entry e;
-      e.loc = dump_url(collection_url_) + dump.resource_list->name;
-      e.lastmod = at_ns(dump.completed_ns);
-      e.md.emplace();
-      e.md->at = at_ns(dump.at_ns);
-      e.md->completed = at_ns(dump.completed_ns);
-      entries.push_back(std::move(e));
-    }
-    return publish("resourcelist-archive.xml", archive_header(Capability::resourcelist_archive),
-                   entries, dumps.resource_dumps.back().completed_ns);
+    return snapshot_archive("resourcelist-archive.xml", Capability::resourcelist_archive, dumps,
+                            [](const ResourceDump& dump) -> std::optional<std::string> {
+                              if (!dump.resource_list) return std::nullopt;
+                              return dump.resource_list->name;
+                            });
   }
 
   Result<void> resource_dump_archive(const CollectionDumps& dumps) {
+    return snapshot_archive("resourcedump-archive.xml", Capability::resourcedump_archive, dumps,
+                            [](const ResourceDump& dump) -> std::optional<std::string> {
+                              return dump.stem + "-resourcedump.xml";
+                            });
+  }
+
+  // One entry per retained dump, at its `at` and `completed`: `name_of` names the document
+  // of that snapshot kept beside its packages (none: the dump has none).
+  template <class NameOf>
+  Result<void> snapshot_archive(std::string_view name, Capability capability,
+                                const CollectionDumps& dumps, NameOf name_of) {
     std::vector<Entry> entries;
     for (const ResourceDump& dump : dumps.resource_dumps) {
+      const std::optional<std::string> document = name_of(dump);
+      if (!document) continue;
       Entry e;
-      e.loc = dump_url(collection_url_) + dump.stem + "-resourcedump.xml";
-      e.lastmod = at_ns(dump.completed_ns);
+      e.loc = dump_url(collection_url_) + *document;
+      e.lastmod = Timestamp::from_unix_ns(dump.completed_ns);
       e.md.emplace();
-      e.md->at = at_ns(dump.at_ns);
-      e.md->completed = at_ns(dump.completed_ns);
+      e.md->at = Timestamp::from_unix_ns(dump.at_ns);
+      e.md->completed = Timestamp::from_unix_ns(dump.completed_ns);
       entries.push_back(std::move(e));
     }
-    return publish("resourcedump-archive.xml", archive_header(Capability::resourcedump_archive),
-                   entries, dumps.resource_dumps.back().completed_ns);
+    return publish(name, archive_header(capability), entries,
+                   dumps.resource_dumps.back().completed_ns);
   }
 
   // Every retained closed Change List (the open one is the current list, not an archive).

@@ -10,12 +10,6 @@
 namespace shardsync::server {
 namespace {
 
-constexpr std::int64_t kNanos = 1'000'000'000;
-
-sitemap::Timestamp at_ns(std::int64_t ns) {
-  return sitemap::Timestamp::from_unix(ns / kNanos, static_cast<std::uint32_t>(ns % kNanos));
-}
-
 std::string collection_url(std::string_view base, std::string_view collection) {
   return std::string(base) + std::string(collection) + "/";
 }
@@ -141,7 +135,7 @@ struct Notifier::Impl {
       e.md.emplace();
       e.md->capability = capability_of_document(name);
       e.md->change = change;
-      e.md->datetime = at_ns(doc.last_modified_s * kNanos);
+      e.md->datetime = sitemap::Timestamp::from_unix(doc.last_modified_s);
       entries.push_back(std::move(e));
     };
     for (const auto& [key, doc] : next.documents) {

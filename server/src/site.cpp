@@ -25,10 +25,6 @@ using sitemap::Timestamp;
 
 constexpr std::int64_t kNanos = 1'000'000'000;
 
-Timestamp at_ns(std::int64_t ns) {
-  return Timestamp::from_unix(ns / kNanos, static_cast<std::uint32_t>(ns % kNanos));
-}
-
 std::string numbered(std::string_view stem, std::uint64_t number) {
   char suffix[32];
   std::snprintf(suffix, sizeof suffix, "-%05llu.xml", static_cast<unsigned long long>(number));
@@ -79,7 +75,7 @@ Result<std::shared_ptr<const ServedDocument>> serve(const DocumentHeader& header
 Entry resource_entry(const std::string& base, const ResourceState& r) {
   Entry e;
   e.loc = base + sitemap::encode_path(r.path);
-  e.lastmod = at_ns(r.mtime_ns);
+  e.lastmod = Timestamp::from_unix_ns(r.mtime_ns);
   e.md.emplace();
   if (!r.sha256.empty()) e.md->hash.set(sitemap::HashAlgorithm::sha256, r.sha256);
   if (!r.md5.empty()) e.md->hash.set(sitemap::HashAlgorithm::md5, r.md5);
@@ -182,7 +178,7 @@ class SiteBuilder {
   Result<void> resource_list(const Collection& c, const CollectionInfo& info,
                              const std::vector<ResourceState>& states) {
     // The snapshot includes every change up to the newest one: that is its `at`.
-    const Timestamp at = at_ns(info.last_datetime_ns);
+    const Timestamp at = Timestamp::from_unix_ns(info.last_datetime_ns);
     const std::string base = collection_url(c);
     std::vector<Entry> entries;
     entries.reserve(std::min<std::size_t>(states.size(), options_.list_entries));
@@ -275,8 +271,9 @@ class SiteBuilder {
         entries.reserve(changes.size());
         for (const Change& change : changes) entries.push_back(change_entry(base, change));
         DocumentHeader header = sitemap::make_change_header(
-            Capability::changelist, at_ns(from_ns),
-            closed ? std::optional(at_ns(until_ns)) : std::nullopt, capability_list_url(c));
+            Capability::changelist, Timestamp::from_unix_ns(from_ns),
+            closed ? std::optional(Timestamp::from_unix_ns(until_ns)) : std::nullopt,
+            capability_list_url(c));
         add_archives_link(c, header);
         if (!single) {
           header.links.push_back(sitemap::make_link("index", documents_url(c) + "changelist.xml"));
@@ -289,8 +286,8 @@ class SiteBuilder {
       Entry entry;
       entry.loc = documents_url(c) + name;
       entry.md.emplace();
-      entry.md->from = at_ns(from_ns);
-      if (closed) entry.md->until = at_ns(until_ns);
+      entry.md->from = Timestamp::from_unix_ns(from_ns);
+      if (closed) entry.md->until = Timestamp::from_unix_ns(until_ns);
       index_entries.push_back(std::move(entry));
       if (closed) from_ns = until_ns;
     }
@@ -301,8 +298,8 @@ class SiteBuilder {
       return {};
     }
     DocumentHeader index_header = sitemap::make_change_header(
-        Capability::changelist, at_ns(info.earliest_from_ns), std::nullopt, capability_list_url(c),
-        sitemap::RootKind::sitemapindex);
+        Capability::changelist, Timestamp::from_unix_ns(info.earliest_from_ns), std::nullopt,
+        capability_list_url(c), sitemap::RootKind::sitemapindex);
     add_archives_link(c, index_header);
     auto index = serve(index_header, index_entries, info.last_datetime_ns, false);
     if (!index) return fail(index.error());
@@ -380,9 +377,9 @@ Entry change_entry(const std::string& base, const Change& change) {
   e.loc = base + sitemap::encode_path(change.path);
   e.md.emplace();
   e.md->change = change.change;
-  e.md->datetime = at_ns(change.datetime_ns);
+  e.md->datetime = Timestamp::from_unix_ns(change.datetime_ns);
   if (change.change != sitemap::ChangeType::deleted) {
-    e.lastmod = at_ns(change.state.mtime_ns);
+    e.lastmod = Timestamp::from_unix_ns(change.state.mtime_ns);
     if (!change.state.sha256.empty()) {
       e.md->hash.set(sitemap::HashAlgorithm::sha256, change.state.sha256);
     }

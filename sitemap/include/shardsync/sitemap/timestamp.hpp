@@ -26,6 +26,17 @@ struct Timestamp {
   static Timestamp from_unix(std::int64_t seconds, std::uint32_t nanos = 0) {
     return Timestamp{seconds, nanos, nanos ? Precision::fraction : Precision::second, true};
   }
+  // From nanoseconds since the epoch (a file's st_mtim, a log's datetime); before 1970 too.
+  static Timestamp from_unix_ns(std::int64_t ns) {
+    constexpr std::int64_t kPerSecond = 1'000'000'000;
+    std::int64_t seconds = ns / kPerSecond;
+    std::int64_t nanos = ns % kPerSecond;
+    if (nanos < 0) {
+      nanos += kPerSecond;
+      --seconds;
+    }
+    return from_unix(seconds, static_cast<std::uint32_t>(nanos));
+  }
 
   friend bool operator==(const Timestamp& a, const Timestamp& b) {
     return a.seconds == b.seconds && a.nanos == b.nanos;

@@ -67,3 +67,15 @@ TEST_CASE("formatting keeps nanosecond order between close instants", "[sitemap]
   CHECK(*ra < *rb);
   CHECK(format_w3c_datetime(a) == "2023-11-14T22:13:20.000000001Z");
 }
+
+TEST_CASE("nanoseconds since the epoch split into seconds and nanos, before 1970 too",
+          "[sitemap][datetime]") {
+  CHECK(Timestamp::from_unix_ns(1'700'000'000'000'000'001) ==
+        Timestamp::from_unix(1'700'000'000, 1));
+  CHECK(Timestamp::from_unix_ns(1'700'000'000'000'000'000).precision == Precision::second);
+  const Timestamp before = Timestamp::from_unix_ns(-1);
+  CHECK(before.seconds == -1);
+  CHECK(before.nanos == 999'999'999);
+  CHECK(format_w3c_datetime(before) == "1969-12-31T23:59:59.999999999Z");
+  CHECK(Timestamp::from_unix_ns(-2'000'000'000) == Timestamp::from_unix(-2, 0));
+}

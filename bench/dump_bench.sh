@@ -4,21 +4,28 @@
 # alternating), into an empty DEST each time; prints the median of the per-pair ratios
 # (Resource List time / dump time; goal >= 3, issue 5).
 #
-#   bench/dump_bench.sh [SHARDSYNC] [PAIRS]      DUMP_FILES=20000 DUMP_KIB=16
+# Loopback has no round trips to save, and this kernel has no netem: DUMP_RTT_MS=N puts
+# bench/delay_proxy.py (N ms added to each round trip, bandwidth untouched) between client and
+# server, as between two sites.
+#
+#   bench/dump_bench.sh [SHARDSYNC] [PAIRS]      DUMP_FILES=20000 DUMP_KIB=16 DUMP_RTT_MS=0
 set -euo pipefail
 bin=$(realpath "${1:-build-bench/bin/shardsync}")
 pairs=${2:-5}
 files=${DUMP_FILES:-20000}
 kib=${DUMP_KIB:-16}
+rtt_ms=${DUMP_RTT_MS:-0}
 work=$(mktemp -d "${TMPDIR:-/tmp}/dump-bench.XXXXXX")
 server=
+proxy=
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  [ -n "$proxy" ] && kill "$proxy" 2>/dev/null && wait "$proxy" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-echo "dump_bench: $files x $kib KiB, $pairs pairs, $(nproc) cores, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "dump_bench: $files x $kib KiB, $pairs pairs, +$rtt_ms ms RTT, $(nproc) cores, loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$work/src" "$files" "$kib" <<'PY'
 import os, sys
 root, files, kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -31,12 +38,22 @@ for i in range(files):
 PY
 touch -d '1 minute ago' "$work"/src/*/*
 
+base_flags=()
+if [ "$rtt_ms" != 0 ]; then
+  python3 "$(dirname "$0")/delay_proxy.py" --rtt-ms "$rtt_ms" --target-port-file "$work/port" \
+    --listen-port-file "$work/proxy-port" &
+  proxy=$!
+  until [ -s "$work/proxy-port" ]; do kill -0 "$proxy"; sleep 0.1; done
+  base_flags=(--base-url "http://127.0.0.1:$(cat "$work/proxy-port")/")
+fi
 started=$(date +%s.%N)
 "$bin" serve --collection "small=$work/src" --listen 127.0.0.1:0 --port-file "$work/port" \
-  --state-dir "$work/state" --dumps --dump-delay 1 2>>"$work/server.log" &
+  --state-dir "$work/state" --dumps --dump-delay 1 "${base_flags[@]}" 2>>"$work/server.log" &
 server=$!
 until [ -s "$work/port" ]; do kill -0 "$server" || { cat "$work/server.log"; exit 1; }; sleep 0.1; done
-base="http://127.0.0.1:$(cat "$work/port")/"
+port_file=$work/port
+[ -n "$proxy" ] && port_file=$work/proxy-port
+base="http://127.0.0.1:$(cat "$port_file")/"
 until curl -s "${base}small/capabilitylist.xml" | grep -q 'capability="resourcedump"'; do sleep 0.2; done
 echo "server: first scan + dump built in $(python3 -c "import time; print(f'{time.time() - $started:.1f}')") s" \
   "($(curl -s "${base}small/.resourcesync/resourcedump.xml" | grep -c '<url>') package(s))"

@@ -20,15 +20,17 @@ pass() { passes=$((passes + 1)); }
 failed() { echo "FAIL: $*"; failures=$((failures + 1)); }
 echo "0123456789abcdef-bridge-token" >"$work/token"
 
-# start_server NAME: a server with collection "bridge"; sets $url
+# start_server NAME [FLAGS...]: a server with collection "bridge"; sets $url
 start_server() {
-  mkdir -p "$work/$1/data"
-  "$bin" serve --collection "bridge=$work/$1/data" --listen 127.0.0.1:0 \
-    --port-file "$work/$1/port" --state-dir "$work/$1/state" --rebuild-delay-ms 5 \
-    --write-token-file "$work/token" 2>"$work/$1/server.log" &
+  local name=$1
+  shift
+  mkdir -p "$work/$name/data"
+  "$bin" serve --collection "bridge=$work/$name/data" --listen 127.0.0.1:0 \
+    --port-file "$work/$name/port" --state-dir "$work/$name/state" --rebuild-delay-ms 5 \
+    --write-token-file "$work/token" "$@" 2>"$work/$name/server.log" &
   pids+=($!)
-  for _ in $(seq 1 100); do [ -s "$work/$1/port" ] && break; sleep 0.05; done
-  url="http://127.0.0.1:$(cat "$work/$1/port")/bridge"
+  for _ in $(seq 1 100); do [ -s "$work/$name/port" ] && break; sleep 0.05; done
+  url="http://127.0.0.1:$(cat "$work/$name/port")/bridge"
 }
 
 # globals RUN W: "fragment sync sha" of every applied sync worker W reported
@@ -135,6 +137,51 @@ start=$(sed -nE 's/^start worker=w2 step=([0-9]+)/\1/p' "$work/kill-w2b.out")
 grep -q 'restored checkpoint' "$work/kill-w2b.err" && pass ||
   failed "kill: the restarted worker restored a checkpoint"
 same_globals kill w0 w1 w2b && pass || failed "kill: the rejoined worker's global sha-256 differ"
+
+# --- 4. faults on one server: w2's payloads are corrupted in transit (a proxy flips a byte
+# of them; the server lists its files under the proxy with --base-url), a forged payload has
+# the wrong base, and w3 is delayed by tau+2 steps before sending sync 2.
+here=$(dirname "$(realpath "$0")")
+mkdir -p "$work/f0"
+python3 "$here/corrupt_proxy.py" "$work/f0/port" /worker/w2.safetensors >"$work/proxy.port" &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$work/proxy.port" ] && break; sleep 0.05; done
+start_server f0 --base-url "http://127.0.0.1:$(cat "$work/proxy.port")/"
+uf=$url
+fault_common=(--run faults --steps 40 --H 10 --tau 1 --step-ms 100 --grace-ms 100 --workers 4)
+fault_pids=()
+for w in w0 w1 w2 w3; do
+  extra=()
+  [ $w = w0 ] && extra=(--coordinator)
+  [ $w = w3 ] && extra=(--stall-step 20 --stall-ms 300)  # (tau + 2) * step-ms
+  "$bin" bridge worker --url "$uf" --token-file "$work/token" --min-workers 2 "${fault_common[@]}" --worker $w "${extra[@]}" \
+    >"$work/faults-$w.out" 2>"$work/faults-$w.err" &
+  pids+=($!)
+  fault_pids+=($!)
+done
+# A payload for sync 3 forged from w0's sync-1 payload, claiming another base.
+first="$work/f0/data/runs/faults/frag/0/00000001/worker/w0.safetensors"
+for _ in $(seq 1 200); do [ -s "$first" ] && break; sleep 0.05; done
+python3 "$here/forge_payload.py" "$first" "$work/forged.safetensors" outer_step=3 worker_id=w9 \
+  base_sha256=0000000000000000000000000000000000000000000000000000000000000000
+curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$work/forged.safetensors" \
+  -H "Authorization: Bearer $(cat "$work/token")" \
+  "$uf/runs/faults/frag/0/00000003/worker/w9.safetensors" | grep -q 201 && pass ||
+  failed "faults: the forged payload is published"
+ok=1
+for p in "${fault_pids[@]}"; do wait $p || ok=0; done
+[ $ok = 1 ] && pass || { failed "faults: a worker failed"; tail -n 5 "$work"/faults-*.err; }
+grep -q 'rejected .*/worker/w2.safetensors: .*sha-256' "$work/faults-w0.err" && pass ||
+  failed "faults: w2's corrupted payload is rejected by hash"
+grep -q 'rejected .*/worker/w9.safetensors: wrong base' "$work/faults-w1.err" && pass ||
+  failed "faults: the payload with the wrong base is rejected"
+grep '^sync ' "$work/faults-w0.out" | grep -qE 'included=[^ ]*(w2|w9)' &&
+  failed "faults: a commit included a rejected payload" || pass
+grep -qE '^sync fragment=0 sync=2 .* late=1 ' "$work/faults-w3.out" && pass ||
+  { failed "faults: w3, delayed by tau+2 steps, is late at sync 2"; cat "$work/faults-w3.out"; }
+[ "$(grep -c '^sync ' "$work/faults-w3.out")" = 4 ] && pass ||
+  failed "faults: the late worker merges and continues to the end"
+same_globals faults w0 w1 w2 w3 && pass || failed "faults: global sha-256 differ"
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -9,11 +9,26 @@ namespace shardsync::bridge::detail {
 RunIndex::RunIndex(std::vector<std::string> collections, std::string run_id)
     : collections_(std::move(collections)), run_prefix_(run_prefix(run_id)) {}
 
+namespace {
+
+// The path of an absolute URL ("http://h:1/a/b" -> "/a/b").
+std::string_view path_of(std::string_view url) {
+  const auto scheme = url.find("://");
+  if (scheme == std::string_view::npos) return url;
+  const auto slash = url.find('/', scheme + 3);
+  return slash == std::string_view::npos ? std::string_view("/") : url.substr(slash);
+}
+
+}  // namespace
+
 void RunIndex::absorb(const sitemap::Document& list, std::size_t collection) {
-  const std::string base = collections_[collection] + "/";
+  // Matched by path: a server behind a proxy or cache (`serve --base-url`) lists its files
+  // under the public origin, and they are fetched from there.
+  const std::string base = std::string(path_of(collections_[collection])) + "/";
   for (const sitemap::Entry& entry : list.entries) {
-    if (!entry.loc.starts_with(base)) continue;
-    std::string path = entry.loc.substr(base.size());
+    const std::string_view loc_path = path_of(entry.loc);
+    if (!loc_path.starts_with(base)) continue;
+    std::string path(loc_path.substr(base.size()));
     if (!path.starts_with(run_prefix_)) continue;
     if (entry.md && entry.md->change == sitemap::ChangeType::deleted) {
       auto it = entries_.find(path);

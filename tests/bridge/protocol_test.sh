@@ -183,5 +183,33 @@ grep -qE '^sync fragment=0 sync=2 .* late=1 ' "$work/faults-w3.out" && pass ||
   failed "faults: the late worker merges and continues to the end"
 same_globals faults w0 w1 w2 w3 && pass || failed "faults: global sha-256 differ"
 
+# --- 5. aggregator topology: one aggregator reduces, quantizes Δ̄ once (int8) and commits;
+# the workers fetch one reduced file per sync.
+start_server a0; ua=$url
+agg=(--token-file "$work/token" --run agg --steps 30 --min-workers 2 --grace-ms 1500)
+"$bin" bridge aggregate --url "$ua" "${agg[@]}" --workers 3 >"$work/agg-aggregator.out" \
+  2>"$work/agg-aggregator.err" &
+pids+=($!)
+agg_pids=($!)
+for w in w0 w1 w2; do
+  extra=()
+  [ $w = w0 ] && extra=(--coordinator)
+  "$bin" bridge worker --url "$ua" "${agg[@]}" --worker $w "${extra[@]}" --topology aggregator \
+    --H 10 --wire int8 >"$work/agg-$w.out" 2>"$work/agg-$w.err" &
+  pids+=($!)
+  agg_pids+=($!)
+done
+ok=1
+for p in "${agg_pids[@]}"; do wait $p || ok=0; done
+[ $ok = 1 ] && pass || { failed "aggregator: a process failed"; tail -n 5 "$work"/agg-*.err; }
+[ "$(grep -c '^sync .* skipped=0' "$work/agg-aggregator.out")" = 3 ] && pass ||
+  failed "aggregator: three applied syncs"
+same_globals agg aggregator w0 w1 w2 && pass || failed "aggregator: global sha-256 differ"
+for n in 1 2 3; do
+  d="$work/a0/data/runs/agg/frag/0/0000000$n"
+  [ -s "$d/reduced.safetensors" ] && grep -q '"committer": "aggregator"' "$d/commit.json" &&
+    pass || failed "aggregator: sync $n has reduced.safetensors and the aggregator's commit"
+done
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -148,12 +148,14 @@ pids+=($!)
 for _ in $(seq 1 100); do [ -s "$work/proxy.port" ] && break; sleep 0.05; done
 start_server f0 --base-url "http://127.0.0.1:$(cat "$work/proxy.port")/"
 uf=$url
-fault_common=(--run faults --steps 40 --H 10 --tau 1 --step-ms 100 --grace-ms 100 --workers 4)
+fault_common=(--run faults --steps 40 --H 10 --tau 1 --step-ms 100)
 fault_pids=()
 for w in w0 w1 w2 w3; do
-  extra=()
-  [ $w = w0 ] && extra=(--coordinator)
-  [ $w = w3 ] && extra=(--stall-step 20 --stall-ms 300)  # (tau + 2) * step-ms
+  extra=(--grace-ms 100 --workers 4)
+  [ $w = w0 ] && extra+=(--coordinator)
+  [ $w = w3 ] && extra+=(--stall-step 20 --stall-ms 300)  # (tau + 2) * step-ms
+  # w2 holds its own payload intact and would commit it: it never decides first here.
+  [ $w = w2 ] && extra=(--grace-ms 5000 --workers 5)
   "$bin" bridge worker --url "$uf" --token-file "$work/token" --min-workers 2 "${fault_common[@]}" --worker $w "${extra[@]}" \
     >"$work/faults-$w.out" 2>"$work/faults-$w.err" &
   pids+=($!)

@@ -369,9 +369,15 @@ SyncEngine::Outcome SyncEngine::run_sync(
                          bytes_of(text), false);
   }
 
-  // 2. Gather until the commit is known, or decide it at the deadline.
+  // 2. Gather until the commit is known, or decide it at the deadline. Our own payload
+  // counts without a round trip (gather() skips a listed file whose sha-256 it holds).
   std::map<std::string, Candidate> candidates;
   std::set<std::string> rejected;
+  if (auto own = decode_payload(*bytes); own) {
+    candidates[options_.worker_id] = Candidate{
+        own_sha, url_of(options_.publish_url, payload_path(run, p, n, options_.worker_id)),
+        std::move(*own)};
+  }
   const std::string cpath = commit_path(run, p, n);
   const bool may_commit = options_.topology == Topology::allgather;
   bool lost_race = false;

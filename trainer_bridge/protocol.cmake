@@ -8,6 +8,9 @@ add_library(shardsync_bridge_protocol STATIC
   ${CMAKE_CURRENT_LIST_DIR}/src/protocol/run_index.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/protocol/run_state.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/protocol/sync_engine.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/protocol/sync_bootstrap.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/protocol/sync_aggregate.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/protocol/sync_state_io.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/protocol/bridge.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/protocol/aggregator.cpp)
 add_library(shardsync::bridge_protocol ALIAS shardsync_bridge_protocol)

@@ -25,6 +25,11 @@ namespace shardsync::bridge::detail {
 // {publish_url}.
 void normalize_urls(BridgeOptions& options);
 
+// A string's bytes, for PUT bodies.
+[[nodiscard]] std::span<const std::uint8_t> bytes_of(const std::string& s);
+// "runs/{run}/frag/{p}/{n:08d}/": the directory of one sync's resources.
+[[nodiscard]] std::string frag_prefix(const std::string& run, std::int64_t p, std::uint64_t n);
+
 // A fresh incarnation nonce: 16 random hex digits.
 [[nodiscard]] std::string random_nonce();
 

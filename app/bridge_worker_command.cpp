@@ -27,7 +27,7 @@ struct WorkerFlags {
   std::string url, commit_url, token_file, run = "run1", worker, wire = "f32", pattern = "strided";
   std::string topology = "allgather";
   std::vector<std::string> follow;
-  bool coordinator = false, zstd = false;
+  bool coordinator = false, zstd = false, check_state = false;
   std::int64_t steps = 40, h = 10, p = 1, tau = 0, min_workers = 1, workers = 0;
   std::int64_t grace_ms = 1000, commit_timeout_ms = 20'000, step_ms = 0;
   std::int64_t stall_step = 0, stall_ms = 0, exit_at_step = 0, checkpoint_every = 1;
@@ -218,6 +218,22 @@ int run_worker(const WorkerFlags& f) {
     std::printf("final fragment=%lld global=%s\n", static_cast<long long>(p),
                 bridge->global_sha256(p).c_str());
   }
+  if (f.check_state) {
+    // state_dict() -> load_state_dict() must give back the same global fragments.
+    // A truncated state is refused and leaves the bridge as it was.
+    const std::vector<std::uint8_t> state = bridge->state_dict();
+    std::vector<std::string> before;
+    for (std::int64_t p = 0; p < f.p; ++p) before.push_back(bridge->global_sha256(p));
+    const std::vector<std::uint8_t> truncated(
+        state.begin(), state.begin() + static_cast<std::ptrdiff_t>(state.size() / 2));
+    bool same = !state.empty() && !bridge->load_state_dict(truncated) &&
+                bridge->load_state_dict(state).has_value() && bridge->state_dict() == state;
+    for (std::int64_t p = 0; p < f.p && same; ++p) {
+      same = bridge->global_sha256(p) == before[static_cast<std::size_t>(p)];
+    }
+    std::printf("state_dict bytes=%zu roundtrip=%s\n", state.size(), same ? "ok" : "differs");
+    if (!same) return kExitFailure;
+  }
   return kExitOk;
 }
 
@@ -256,6 +272,8 @@ void add_bridge_worker_command(CLI::App* bridge, int& exit_code) {
   w->add_option("--stall-ms", f->stall_ms, "");
   w->add_option("--exit-at-step", f->exit_at_step, "die abruptly after this step (fault tests)");
   w->add_flag("--zstd", f->zstd, "wrap payloads in zstd");
+  w->add_flag("--check-state", f->check_state,
+              "at the end, check state_dict() -> load_state_dict() round-trips");
   w->add_option("--hidden", f->hidden, "hidden width of the model (default 16; 13 floats each)");
   w->add_option("--topology", f->topology,
                 "allgather (workers commit) | aggregator (`shardsync bridge aggregate` commits)")

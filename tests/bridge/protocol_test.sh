@@ -63,7 +63,7 @@ follow=(--follow "$u0" --follow "$u1" --follow "$u2" --commit-url "$u0")
   --grace-ms 1500 --coordinator --steps 30 --H 10 >"$work/own-w0.out" 2>"$work/own-w0.err" &
 p0=$!
 "$bin" bridge worker --url "$u1" "${follow[@]}" "${common[@]}" --run own --worker w1 \
-  --grace-ms 1500 --steps 30 --H 10 >"$work/own-w1.out" 2>"$work/own-w1.err" &
+  --grace-ms 1500 --check-state --steps 30 --H 10 >"$work/own-w1.out" 2>"$work/own-w1.err" &
 p1=$!
 "$bin" bridge worker --url "$u2" "${follow[@]}" "${common[@]}" --run own --worker w2 \
   --grace-ms 1500 --steps 30 --H 10 >"$work/own-w2.out" 2>"$work/own-w2.err" &
@@ -79,6 +79,8 @@ done
 same_globals own w0 w1 w2 && pass || failed "own servers: global sha-256 differ between workers"
 grep -q 'included=w0,w1,w2' "$work/own-w1.out" && pass ||
   failed "own servers: a commit included all three workers"
+grep -q '^state_dict bytes=[1-9][0-9]* roundtrip=ok' "$work/own-w1.out" && pass ||
+  failed "own servers: state_dict() round-trips through load_state_dict()"
 [ -f "$work/s0/data/runs/own/final/model.safetensors" ] && pass ||
   failed "own servers: the final model is published"
 [ -f "$work/s0/data/runs/own/ckpt/00000003/outer_state.safetensors" ] && pass ||
@@ -118,7 +120,7 @@ r1=$!
   >"$work/kill-w2.out" 2>"$work/kill-w2.err" &
 r2=$!
 pids+=($r0 $r1 $r2)
-for _ in $(seq 1 200); do grep -q '^sync .*sync=2 ' "$work/kill-w2.out" && break; sleep 0.05; done
+for _ in $(seq 1 200); do grep -qs '^sync .*sync=2 ' "$work/kill-w2.out" && break; sleep 0.05; done
 kill -9 $r2
 wait $r2 2>/dev/null
 # Let the others commit at least one sync without it.

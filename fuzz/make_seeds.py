@@ -6,6 +6,7 @@ safetensors targets also read tests/data/{valid,invalid} and tests/data/bridge i
 (scripts/fuzz passes those directories), so they are not copied here. Rerun after editing;
 the output is deterministic.
 """
+import gzip
 import hashlib
 import io
 import json
@@ -69,6 +70,8 @@ sitemap = {
 }
 for name, text in sitemap.items():
     put("sitemap", name, text)
+# Z1's carrier: gzip input is recognised by its magic bytes (mtime 0 keeps the bytes stable).
+put("sitemap", "z1-gzip.xml.gz", gzip.compress((RL_HEAD + URL.format("a", 1) + "</urlset>").encode(), mtime=0))
 
 # ---- path: URLs and references (U rows) ---------------------------------------------------
 paths = {
@@ -171,17 +174,18 @@ def manifest(entries, capability="resourcedump-manifest", extra=""):
     out.append(extra + "</urlset>\n")
     return "".join(out).encode()
 
-def package(files, manifest_bytes, modes=None):
+def package(files, manifest_bytes, modes=None, method=zipfile.ZIP_DEFLATED, zip64=False):
     b = io.BytesIO()
-    with zipfile.ZipFile(b, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.xml", manifest_bytes)
+    with zipfile.ZipFile(b, "w", method) as z:
+        z.writestr(zipfile.ZipInfo("manifest.xml", (2026, 1, 1, 0, 0, 0)), manifest_bytes)
         for name, body in files:
             info = zipfile.ZipInfo(name, (2026, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = method
             if modes and name in modes:
                 info.external_attr = modes[name] << 16
                 info.create_system = 3
-            z.writestr(info, body)
+            with z.open(info, "w", force_zip64=zip64) as f:
+                f.write(body)
     return b.getvalue()
 
 A, B = b"alpha\n", b"bravo bravo\n" * 4
@@ -205,6 +209,8 @@ zips = {
     "z8-missing-extra": package([("extra", B)], manifest([(D + "a", "/missing", A, "")])),
     "hash-mismatch": package([("a", B)], manifest([(D + "a", "/a", A, "")]).replace(b'length="6"', b'length="48"')),
     "wrong-capability": package([("a", A)], manifest([(D + "a", "/a", A, "")], capability="resourcelist")),
+    "stored": package([("a", A)], manifest([(D + "a", "/a", A, "")]), method=zipfile.ZIP_STORED),
+    "z7-zip64": package([("a", A)], manifest([(D + "a", "/a", A, "")]), zip64=True),
     "no-manifest": b"PK\x05\x06" + b"\x00" * 18,
 }
 for name, data in zips.items():

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "http_fields.hpp"
 #include "shardsync/server/http_server.hpp"
 #include "shardsync/server/notifier.hpp"
 #include "shardsync/server/site.hpp"
@@ -47,37 +48,7 @@ struct Framing {
 // character; the query is dropped. Returns the decoded path ("/C/a/b.bin"), or nullopt.
 [[nodiscard]] std::optional<std::string> decode_target_path(std::string_view target);
 
-// ---- Dates, ranges, negotiation ----
-
-// IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") of Unix seconds.
-[[nodiscard]] std::string http_date(std::int64_t unix_seconds);
-// Parses an HTTP-date (IMF-fixdate, RFC 850 or asctime form) into Unix seconds.
-[[nodiscard]] std::optional<std::int64_t> parse_http_date(std::string_view text);
-
-struct ByteRange {
-  std::uint64_t first = 0;
-  std::uint64_t length = 0;
-};
-enum class RangeKind {
-  none,           // no Range, an unknown unit, a malformed or multi-range header: serve 200
-  satisfiable,    // serve 206 with `range`
-  unsatisfiable,  // serve 416
-};
-struct RangeResult {
-  RangeKind kind = RangeKind::none;
-  ByteRange range;
-};
-// A single byte range of a representation `size` bytes long (RFC 9110 §14.1.2).
-[[nodiscard]] RangeResult parse_range(std::string_view header, std::uint64_t size);
-
-enum class Coding { identity, gzip, zstd };
-// The content coding to send a document in: the acceptable one with the highest q-value,
-// zstd before gzip before identity on ties; `gzip_ok`/`zstd_ok` say the coding exists.
-[[nodiscard]] Coding negotiate_coding(std::string_view accept_encoding, bool gzip_ok, bool zstd_ok);
-
-// Whether `tag` (quoted, strong) is in an If-None-Match / If-Match list; `weak` compares
-// weakly (W/"x" matches "x"). "*" matches any.
-[[nodiscard]] bool etag_list_matches(std::string_view list, std::string_view tag, bool weak);
+// ---- Credentials ----
 
 // Whether `authorization` is `Bearer <token>`, compared in constant time.
 [[nodiscard]] bool bearer_matches(std::string_view authorization, std::string_view token);

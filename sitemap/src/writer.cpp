@@ -54,7 +54,11 @@ void append_extra_attributes(std::string& out, const std::vector<ExtraAttribute>
       append_attribute(out, a.name, a.value);
       continue;
     }
-    std::string prefix(prefix_for(a.prefix, a.namespace_uri));
+    // The hint's trailing digits are dropped before this attribute's own are added, so a
+    // document read back and written again keeps "ns0" rather than growing "ns00".
+    std::string hint = a.prefix;
+    while (!hint.empty() && hint.back() >= '0' && hint.back() <= '9') hint.pop_back();
+    std::string prefix(prefix_for(hint, a.namespace_uri));
     if (prefix != "xml") {
       prefix += std::to_string(i);  // distinct per attribute: two namespaces never share one
       append_attribute(out, "xmlns:" + prefix, a.namespace_uri);

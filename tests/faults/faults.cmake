@@ -1,0 +1,8 @@
+# The reliability suite (tests/faults/README.md maps RELIABILITY.md's catalogue to these tests).
+# Fast variants run in CI; tests/faults/run-long runs the same scripts at full size.
+set(faults_dir ${CMAKE_CURRENT_LIST_DIR})
+
+# SIGKILL `shardsync sync` at random points of a mirror; verify and resume after each kill.
+add_test(NAME faults.kill_client
+         COMMAND bash ${faults_dir}/kill_client.sh $<TARGET_FILE:shardsync> 192 5)
+set_tests_properties(faults.kill_client PROPERTIES TIMEOUT 300)

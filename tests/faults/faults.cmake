@@ -6,3 +6,8 @@ set(faults_dir ${CMAKE_CURRENT_LIST_DIR})
 add_test(NAME faults.kill_client
          COMMAND bash ${faults_dir}/kill_client.sh $<TARGET_FILE:shardsync> 192 5)
 set_tests_properties(faults.kill_client PROPERTIES TIMEOUT 300)
+
+# SIGKILL `shardsync serve` while `shardsync publish` PUTs and DELETEs; after each restart the
+# change log, the Resource List and the files agree, and acknowledged publishes hold.
+add_test(NAME faults.kill_server COMMAND bash ${faults_dir}/kill_server.sh $<TARGET_FILE:shardsync> 4)
+set_tests_properties(faults.kill_server PROPERTIES TIMEOUT 180)

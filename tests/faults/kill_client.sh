@@ -22,7 +22,7 @@ work=$(mktemp -d "${FAULTS_WORK_DIR:-/tmp}/kill_client.XXXXXX")
 server_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
+  [ -n "${FAULTS_KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
 RANDOM=$seed

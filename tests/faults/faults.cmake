@@ -11,3 +11,7 @@ set_tests_properties(faults.kill_client PROPERTIES TIMEOUT 300)
 # change log, the Resource List and the files agree, and acknowledged publishes hold.
 add_test(NAME faults.kill_server COMMAND bash ${faults_dir}/kill_server.sh $<TARGET_FILE:shardsync> 4)
 set_tests_properties(faults.kill_server PROPERTIES TIMEOUT 180)
+
+# A full disk (tmpfs) and EIO/ENOSPC from write/fsync (fiu-run) for client and server.
+add_test(NAME faults.disk COMMAND bash ${faults_dir}/disk_faults.sh $<TARGET_FILE:shardsync>)
+set_tests_properties(faults.disk PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180)

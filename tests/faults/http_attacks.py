@@ -127,6 +127,14 @@ def run(port, small, big):
                     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
     t.framing_error("S5 two Host fields", get + b"Host: y\r\n\r\n")
 
+    # A malformed chunked upload: 400, and nothing published
+    t.framing_error("S8 bad chunk in an authorised PUT", b"PUT /ckpt/torn.bin HTTP/1.1\r\nHost: x\r\n"
+                    b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")
+    reply, _ = exchange(port, b"GET /ckpt/torn.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    t.case("S8 the torn upload is not published", status_of(reply) == 404,
+           "(status %s)" % status_of(reply))
+
     # S13: method and version confusion
     for name, line, allowed in [
             ("S13 HTTP/2.0 request line", b"GET /ckpt/small.bin HTTP/2.0", (400, 505)),

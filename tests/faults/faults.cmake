@@ -28,3 +28,9 @@ add_test(NAME faults.slow_attacks
          COMMAND bash ${faults_dir}/slow_attacks.sh $<TARGET_FILE:shardsync> 100 14)
 set_tests_properties(faults.slow_attacks PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180
                      ENVIRONMENT "P99_LIMIT_MS=2000")
+
+# Random histories (create, update, delete, rename, server clock steps under libfaketime) with
+# incremental syncs at random points; the mirror equals the test's model after each. Seeded.
+add_test(NAME faults.history_model
+         COMMAND python3 ${faults_dir}/history_model.py $<TARGET_FILE:shardsync> 4 15 1)
+set_tests_properties(faults.history_model PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180)

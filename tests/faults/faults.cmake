@@ -34,3 +34,10 @@ set_tests_properties(faults.slow_attacks PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 
 add_test(NAME faults.history_model
          COMMAND python3 ${faults_dir}/history_model.py $<TARGET_FILE:shardsync> 4 15 1)
 set_tests_properties(faults.history_model PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180)
+
+# A malicious static source: entity bombs, XXE (with a trap listener), wrong roots and
+# namespaces, duplicate attributes, UTF-16, index recursion, one URL twice, a wrong document
+# type, no hashes, lying Content-Disposition; DEST in a sentinel tree.
+add_test(NAME faults.hostile_source
+         COMMAND python3 ${faults_dir}/hostile_source.py $<TARGET_FILE:shardsync>)
+set_tests_properties(faults.hostile_source PROPERTIES TIMEOUT 120)

@@ -98,7 +98,9 @@ for round in $(seq 1 "$kills"); do
     mutate
     served_as_on_disk || exit 1
   fi
-  client sync "$base/" "$dest" --collection ckpt --delete -q >"$work/killed.out" 2>&1 &
+  # exec: $! must be the client itself, not a subshell the SIGKILL would leave it orphaned by
+  (HOME="$root/home" TMPDIR="$root/tmp" exec "$bin" sync "$base/" "$dest" --collection ckpt \
+    --delete -q >"$work/killed.out" 2>&1) &
   pid=$!
   delay_ms=$(((RANDOM * 32768 + RANDOM) % window_ms))
   sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
@@ -106,6 +108,7 @@ for round in $(seq 1 "$kills"); do
     wait "$pid" 2>/dev/null
     finished_early=$((finished_early + 1))
   fi
+  pgrep -f "sync $base/ $dest " >/dev/null && { echo "FAIL: the killed client still runs"; exit 1; }
   [ -n "$(find "$dest" -name '.shardsync-part-*' -size +0 2>/dev/null)" ] &&
     partial_kills=$((partial_kills + 1))
 

@@ -37,7 +37,8 @@ set_tests_properties(faults.history_model PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT
 
 # A malicious static source: entity bombs, XXE (with a trap listener), wrong roots and
 # namespaces, duplicate attributes, UTF-16, index recursion, one URL twice, a wrong document
-# type, no hashes, lying Content-Disposition; DEST in a sentinel tree.
+# type, no hashes, gzip and zstd bombs (file and content codings) under a memory bound,
+# lying Content-Disposition; DEST in a sentinel tree.
 add_test(NAME faults.hostile_source
          COMMAND python3 ${faults_dir}/hostile_source.py $<TARGET_FILE:shardsync>)
 set_tests_properties(faults.hostile_source PROPERTIES TIMEOUT 120)

@@ -42,3 +42,8 @@ set_tests_properties(faults.history_model PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT
 add_test(NAME faults.hostile_source
          COMMAND python3 ${faults_dir}/hostile_source.py $<TARGET_FILE:shardsync>)
 set_tests_properties(faults.hostile_source PROPERTIES TIMEOUT 120)
+
+# Bad certificates for `shardsync sync` (untrusted, self-signed, wrong host, expired) and
+# TLS 1.0/1.1 handshakes the server must refuse.
+add_test(NAME faults.tls COMMAND bash ${faults_dir}/tls_faults.sh $<TARGET_FILE:shardsync>)
+set_tests_properties(faults.tls PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)

@@ -47,3 +47,9 @@ set_tests_properties(faults.hostile_source PROPERTIES TIMEOUT 120)
 # TLS 1.0/1.1 handshakes the server must refuse.
 add_test(NAME faults.tls COMMAND bash ${faults_dir}/tls_faults.sh $<TARGET_FILE:shardsync>)
 set_tests_properties(faults.tls PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
+
+# `shardsync serve` SIGKILLed and restarted on its port under a running `shardsync sync`:
+# the mirror ends equal to the source, partials resumed.
+add_test(NAME faults.server_restart
+         COMMAND bash ${faults_dir}/server_restart.sh $<TARGET_FILE:shardsync> 3)
+set_tests_properties(faults.server_restart PROPERTIES TIMEOUT 180)

@@ -5,7 +5,8 @@
 #   - the Change List, replayed, ends at the files on disk for every path it names;
 #   - every upload or delete the server acknowledged (publish exit 0) before the kill holds
 #     on disk, unless a later one touched the same path;
-#   - no upload temp file is published and nothing lands outside the collection.
+#   - no upload temp file is published or left behind after the restart (the first scan
+#     removes those a killed upload left), and nothing lands outside the collection.
 #
 # Usage: kill_server.sh SHARDSYNC [KILLS [SEED]]   (CI: 4 kills; offline: tests/faults/run-long)
 set -uo pipefail
@@ -160,11 +161,12 @@ for round in $(seq 1 "$kills"); do
   }
   stray=$(find "$root" -newer "$work/marker" -not -path "$coll" -not -path "$coll/*" | head -5)
   [ -n "$stray" ] && { outside=$((outside + 1)); echo "FAIL round $round: written outside the collection: $stray"; }
-  temps=$(find "$coll" -name '.shardsync-upload*' | wc -l)
+  left=$(find "$coll" -name '.shardsync-upload*' | wc -l)
+  [ "$left" = 0 ] || { temps=$((temps + left)); echo "FAIL round $round: $left upload temp files left after the restart"; }
   acked_total=$(grep -c ' ok$' "$work/ops")
 done
 
 echo "kill_server: $kills SIGKILLs during $(awk 'NF == 3' "$work/ops" | wc -l) publish operations" \
   "($acked_total acknowledged): $disagree log/disk disagreements, $lost lost acknowledged," \
-  "$outside outside the collection; $temps upload temp files left behind"
-[ $disagree = 0 ] && [ $lost = 0 ] && [ $outside = 0 ]
+  "$outside outside the collection, $temps upload temp files left behind"
+[ $disagree = 0 ] && [ $lost = 0 ] && [ $outside = 0 ] && [ $temps = 0 ]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A malicious ResourceSync source (RELIABILITY.md §1.2 X*, §1.3 Z1/Z2/Z4, §1.8 M6/M7, C9)
+"""A malicious ResourceSync source (RELIABILITY.md §1.2 X*, §1.3 Z1/Z2/Z4, §1.8 M6/M7, C9, U17)
 against the real `shardsync sync`: crafted documents served over loopback, one case per
 catalogue row that the parser's unit tests cannot show end to end (stdlib only).
 
@@ -214,6 +214,19 @@ def main():
                                                capture_output=True).stdout, {"Content-Encoding": "zstd"})
         feed.wait()
 
+    # U17: a Change List whose deletions name paths outside DEST and the client's own state
+    ROUTES["/u17/files/a.bin"] = (data, {})
+    deletes = "".join('<url><loc>%s/u17/files/%s</loc><rs:md change="deleted" datetime="2026-01-0%dT00:00:00Z"/>'
+                      '</url>' % (base, loc, i + 2) for i, loc in enumerate(
+                          ["../../sentinel/keep.txt", "%2e%2e/%2e%2e/sentinel/keep.txt",
+                           "../../dest/.shardsync/state.json", "..%2f..%2fsentinel%2fkeep.txt"]))
+    ROUTES["/u17/cl.xml"] = (('<?xml version="1.0" encoding="UTF-8"?>\n<urlset %s><rs:md '
+                              'capability="changelist" from="2026-01-01T00:00:00Z"/>'
+                              '<url><loc>%s/u17/files/a.bin</loc><rs:md change="created" '
+                              'datetime="2026-01-01T00:00:01Z" hash="sha-256:%s" length="%d"/></url>'
+                              '%s</urlset>' % (SM, base, hashlib.sha256(data).hexdigest(), len(data),
+                                               deletes)).encode(), {})
+
     work = tempfile.mkdtemp(prefix="hostile_source.")
     t = Case(binary, work, base)
     has = lambda name: (lambda dest: None if os.path.exists(os.path.join(dest, name))
@@ -251,6 +264,9 @@ def main():
               lambda dest: (None if open(os.path.join(dest, "files", "a.bin"), "rb").read() == data and
                             not any(f.startswith("evil") for _, _, fs in os.walk(dest) for f in fs)
                             else "named or typed by the response headers"))
+        # Each deletion is refused by the mapper (exit 3); the sentinel outside DEST stays.
+        t.run("u17_deletes_outside_dest", base + "/u17/cl.xml", (3,), has("files/a.bin"),
+              args=("--delete",))
         # Bombs: refused at the 50 MiB document cap, in bounded time and memory
         for name, url in [("z1_gzip_file_bomb", "/z1/rl.xml.gz"), ("z4_gzip_coding_bomb", "/z4/rl.xml"),
                           ("z4_gzip_gzip_coding", "/z4b/rl.xml"), ("z2_zstd_coding_bomb", "/z2/rl.xml")]:

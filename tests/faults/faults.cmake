@@ -14,13 +14,13 @@ set_tests_properties(faults.kill_server PROPERTIES TIMEOUT 180)
 
 # A full disk (tmpfs) and EIO/ENOSPC from write/fsync (fiu-run) for client and server.
 add_test(NAME faults.disk COMMAND bash ${faults_dir}/disk_faults.sh $<TARGET_FILE:shardsync>)
-set_tests_properties(faults.disk PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180)
+set_tests_properties(faults.disk PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 240)
 
 # Hostile requests as raw bytes against the real server (smuggling, traversal, ranges,
 # conditionals, pipelining, an fd flood past RLIMIT_NOFILE).
 add_test(NAME faults.http_attacks
          COMMAND python3 ${faults_dir}/http_attacks.py $<TARGET_FILE:shardsync>)
-set_tests_properties(faults.http_attacks PROPERTIES TIMEOUT 120)
+set_tests_properties(faults.http_attacks PROPERTIES TIMEOUT 240)
 
 # slowhttptest (slowloris, slow body, slow read, range attack) while a legitimate client
 # measures its latency; p99 under 1 s (2 s in the sanitizer build), no failed request.

@@ -161,10 +161,11 @@ def run(port, small, big):
     # S11: 10,000 pipelined requests in one write: answered in order or cut, never a blow-up
     many = (b"HEAD /ckpt/small.bin HTTP/1.1\r\nHost: x\r\n\r\n") * 10000
     start = time.time()
-    reply, closed = exchange(port, many, timeout=10)
+    reply, closed = exchange(port, many, timeout=30)
     answers = reply.count(b"HTTP/1.1 200 ")
+    # (90 s: a sanitizer build on a loaded 2-core machine needs ~40 s; release ~1 s)
     t.case("S11 10,000 pipelined requests", answers > 0 and answers <= 10000 and
-           time.time() - start < 20, "(%d answers in %.1f s)" % (answers, time.time() - start))
+           time.time() - start < 90, "(%d answers in %.1f s)" % (answers, time.time() - start))
 
     # R1: traversal targets over the real binary
     for target in [b"/ckpt/../sentinel.txt", b"/ckpt/%2e%2e/sentinel.txt", b"/%2e%2e/sentinel.txt",

@@ -472,17 +472,24 @@ std::string public_text(const Error& error) {
 using RequestParser = http::request_parser<http::buffer_body>;
 
 // Reads the next piece of a request body into `scratch`; its size, or nullopt on failure.
+// `malformed` (when given) tells a body that broke the framing rules (a bad chunk size or
+// extension), which deserves a 400, from a connection that was lost or timed out.
 template <class Stream>
 net::awaitable<std::optional<std::size_t>> read_body_chunk(Stream* stream,
                                                            beast::flat_buffer* buffer,
                                                            RequestParser* parser, char* scratch,
-                                                           std::chrono::seconds timeout) {
+                                                           std::chrono::seconds timeout,
+                                                           bool* malformed = nullptr) {
   parser->get().body().data = scratch;
   parser->get().body().size = kBodyChunk;
   beast::get_lowest_layer(*stream).expires_after(timeout);
   auto [ec, n] = co_await http::async_read_some(*stream, *buffer, *parser, use_nothrow);
   if (ec == http::error::need_buffer) ec = {};
-  if (ec) co_return std::nullopt;
+  if (ec) {
+    if (malformed)
+      *malformed = &ec.category() == &http::make_error_code(http::error::bad_chunk).category();
+    co_return std::nullopt;
+  }
   co_return kBodyChunk - parser->get().body().size;
 }
 
@@ -708,11 +715,12 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
           static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
           if (!co_await conn.write(net::buffer(kContinue.data(), kContinue.size()))) break;
         }
-        bool lost = false;     // the body did not arrive
-        bool refused = false;  // the upload refused a piece
+        bool lost = false;       // the body did not arrive
+        bool malformed = false;  // or broke the framing rules
+        bool refused = false;    // the upload refused a piece
         while (!parser.is_done()) {
           const std::optional<std::size_t> n = co_await read_body_chunk(
-              &stream, &buffer, &parser, scratch.get(), options.body_timeout);
+              &stream, &buffer, &parser, scratch.get(), options.body_timeout, &malformed);
           if (!n) {
             lost = true;
             break;
@@ -724,8 +732,11 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
             break;
           }
         }
-        if (lost) break;  // the upload is dropped with its object
-        if (!refused) {
+        if (lost && !malformed) break;  // the upload is dropped with its object
+        if (malformed) {
+          plan = reject(400, "malformed request body");
+          plan.close = true;
+        } else if (!refused) {
           body_read = true;
           Upload* pending = upload->get();
           Result<PublishReply> reply =
@@ -751,14 +762,19 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
       const bool get_or_head = req.method == "GET" || req.method == "HEAD";
       std::uint64_t total = 0;
       bool too_large = declared && *declared > options.max_ignored_body;
+      bool malformed = false;
       while (!too_large && !parser.is_done()) {
         const std::optional<std::size_t> n = co_await read_body_chunk(
-            &stream, &buffer, &parser, scratch.get(), options.body_timeout);
-        if (!n) co_return;
+            &stream, &buffer, &parser, scratch.get(), options.body_timeout, &malformed);
+        if (!n && !malformed) co_return;
+        if (!n) break;
         total += *n;
         too_large = total > options.max_ignored_body;
       }
-      if (too_large) {
+      if (malformed) {
+        plan = reject(400, "malformed request body");
+        plan.close = true;
+      } else if (too_large) {
         if (get_or_head || plan.publish) {
           plan = reject(413, "request body too large");
         } else {

@@ -209,6 +209,10 @@ struct Scanner::Run {
   std::vector<std::pair<sitemap::ChangeType, ResourceState>> records;
   std::uint64_t bytes_since_flush = 0;
 
+  // Set for the first scan, which runs before the server takes requests: upload temp files
+  // found then were left by a server killed mid-upload (see entry()).
+  bool sweep_uploads = false;
+
   explicit Run(Scanner& s) : self(s) {}
 
   void say(std::string_view level, const std::string& message) const {
@@ -498,7 +502,15 @@ struct Scanner::Run {
 
   Result<void> entry(int dir, const std::string& name, const std::string& rel, int depth,
                      bool closed) {
-    if (is_upload_temp(name)) return {};  // an upload in progress: published on commit
+    if (is_upload_temp(name)) {
+      // An upload in progress is published on commit. One a killed server left behind never
+      // will be: the first scan removes it, unless some process still has it open to write.
+      if (sweep_uploads && open_for_writing(dir, name.c_str()) == WriteState::none &&
+          ::unlinkat(dir, name.c_str(), 0) == 0) {
+        say("info", "removed an abandoned upload " + self.collection_.name + "/" + printable(rel));
+      }
+      return {};
+    }
     if (const char* problem = name_problem(name)) {
       refuse(rel, problem);
       return {};
@@ -677,6 +689,7 @@ Scanner::Scanner(Collection collection, ChangeLog& log, ScanOptions options, Log
 Result<ScanStats> Scanner::scan() {
   ++scans_;
   Run run(*this);
+  run.sweep_uploads = scans_ == 1;
   if (auto r = run.open_root(); !r) return fail(r.error());
   // The log's state is read before the walk: a file published by someone else after the
   // walk passed its directory is then neither in the snapshot nor deleted.

@@ -458,6 +458,13 @@ TEST_CASE("framing attacks get 400 and a closed connection", "[http][server][har
       {"HTTP/1.2", "GET /ckpt/a.bin HTTP/1.2\r\nHost: x\r\n\r\n" + smuggled},
       {"space before colon", "GET /ckpt/a.bin HTTP/1.1\r\nHost : x\r\n\r\n" + smuggled},
       {"bad Content-Length", "GET /ckpt/a.bin HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n"},
+      {"chunk size overflow in a GET body",
+       "GET /ckpt/a.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "100000000000000000000\r\nx\r\n0\r\n\r\n" +
+           smuggled},
+      {"chunk size 0_2e in a GET body",
+       "GET /ckpt/a.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0_2e\r\n\r\n" +
+           smuggled},
   }));
   CAPTURE(name);
   const RawReply r = exchange(server.port(), request);

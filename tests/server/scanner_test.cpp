@@ -595,3 +595,26 @@ TEST_CASE("a scan of many files commits in batches and records every one", "[ser
   CHECK(stats.cache_hits == kFiles);
   CHECK(stats.created == 0);
 }
+
+TEST_CASE("upload temp files a killed server left are removed by the first scan only",
+          "[server][scanner]") {
+  Fixture f;
+  const std::string left = "d/" + std::string(kUploadPrefix) + "1-a.bin";
+  f.put(left, "torn");
+  f.put("keep.bin", "hello");
+  // An upload some process still writes is left alone.
+  const fs::path writing = f.dir / (std::string(kUploadPrefix) + "2-b.bin");
+  const int fd = ::open(writing.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  REQUIRE(fd >= 0);
+  f.scan();
+  CHECK_FALSE(fs::exists(f.dir / left));
+  CHECK(fs::exists(writing));
+  CHECK(f.published() == std::vector<std::string>{"keep.bin"});
+  REQUIRE(::close(fd) == 0);
+  // Later scans never remove one: an upload may be between its close and its rename.
+  f.put(left, "torn");
+  f.scan();
+  CHECK(fs::exists(f.dir / left));
+  CHECK(fs::exists(writing));
+  CHECK(f.published() == std::vector<std::string>{"keep.bin"});
+}

@@ -60,6 +60,8 @@ class Scanner {
   Scanner(Collection collection, ChangeLog& log, ScanOptions options = {}, LogSink sink = {});
 
   // Walks the whole directory; records created/updated files and deletes of files gone.
+  // The first scan, which must run before uploads are taken, also removes upload temp files
+  // that no process has open for writing (left by a server killed mid-upload).
   [[nodiscard]] Result<ScanStats> scan();
 
   // Re-checks one relative path after an event: records created/updated/deleted as the file

@@ -1,0 +1,17 @@
+# The Python package (trainer_bridge/python.cmake): codec bindings against the test vectors,
+# and workers training a torch model through the bridge. Registered only when the package is
+# built (pybind11-dev and python3-dev present; scripts/deps installs both).
+if(TARGET shardsync_python)
+  set(python_env PYTHONPATH=${CMAKE_BINARY_DIR}/python)
+  # A sanitized extension needs the ASan runtime loaded before the (uninstrumented)
+  # interpreter's own libraries; Python's arenas are not leaks.
+  if(SHARDSYNC_SANITIZE MATCHES "address")
+    execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=libasan.so
+                    OUTPUT_VARIABLE asan_runtime OUTPUT_STRIP_TRAILING_WHITESPACE)
+    list(APPEND python_env LD_PRELOAD=${asan_runtime} ASAN_OPTIONS=detect_leaks=0)
+  endif()
+  add_test(NAME bridge.python_codec
+           COMMAND ${SHARDSYNC_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/python_codec_test.py
+                   ${CMAKE_CURRENT_SOURCE_DIR}/data/bridge)
+  set_tests_properties(bridge.python_codec PROPERTIES ENVIRONMENT "${python_env}" TIMEOUT 60)
+endif()

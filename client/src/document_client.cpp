@@ -7,6 +7,7 @@
 
 #include "shardsync/client/errc.hpp"
 #include "shardsync/sitemap/parser.hpp"
+#include "transient_error.hpp"
 
 namespace shardsync::client {
 namespace {
@@ -58,22 +59,6 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
     r->response->content_type = value;
   }
   return size * count;
-}
-
-bool is_retryable(CURLcode rc) {
-  switch (rc) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-      return true;
-    default:
-      return false;
-  }
 }
 
 }  // namespace
@@ -158,7 +143,7 @@ Result<HttpResponse> DocumentClient::get(const std::string& url, const std::stri
       response.effective_url = effective ? effective : url;
       const bool retry_status = response.status >= 500 || response.status == 429;
       if (!retry_status || attempt >= impl_->options.max_attempts) return response;
-    } else if (!is_retryable(rc) || attempt >= impl_->options.max_attempts) {
+    } else if (!is_transient(rc) || attempt >= impl_->options.max_attempts) {
       return fail(errc::transfer_failed, url + ": " + why);
     }
     if (impl_->options.log) {

@@ -21,6 +21,7 @@
 #include "shardsync/client/errc.hpp"
 #include "shardsync/sitemap/digest.hpp"
 #include "shardsync/unique_fd.hpp"
+#include "transient_error.hpp"
 
 namespace shardsync::client {
 namespace {
@@ -124,24 +125,6 @@ std::string origin_of(const std::string& url) {
     curl_free(text);
   }
   return out;
-}
-
-bool retryable(CURLcode code) {
-  switch (code) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:
-    case CURLE_PARTIAL_FILE:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-    case CURLE_SSL_CONNECT_ERROR:
-      return true;
-    default:
-      return false;
-  }
 }
 
 bool valid_leaf(const std::string& leaf) {
@@ -806,7 +789,7 @@ void Downloader::Impl::request_done(Transfer& t, CURLcode code) {
     return verify(t);
   }
   Error error{make_error_code(errc::transfer_failed), curl_text + ": " + url};
-  if (retryable(code)) return retry(t, std::move(error), true);
+  if (is_transient(code)) return retry(t, std::move(error), true);
   return next_url(t, std::move(error));
 }
 

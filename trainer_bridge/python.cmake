@@ -48,10 +48,16 @@ set_target_properties(shardsync_python PROPERTIES
   LIBRARY_OUTPUT_DIRECTORY ${package_out})
 target_link_libraries(shardsync_python PRIVATE shardsync::bridge_payload shardsync::warnings)
 shardsync_position_independent(shardsync_bridge_payload)
+if(TARGET shardsync_bridge_protocol)
+  target_sources(shardsync_python PRIVATE ${CMAKE_CURRENT_LIST_DIR}/python/bridge_bindings.cpp)
+  target_link_libraries(shardsync_python PRIVATE shardsync::bridge_protocol)
+  target_compile_definitions(shardsync_python PRIVATE SHARDSYNC_PYTHON_WITH_BRIDGE)
+  shardsync_position_independent(shardsync_bridge_protocol)
+endif()
 
 # The pure-Python modules sit next to the extension (copied at build time, so edits show up on
 # the next build).
-set(python_sources __init__.py)
+set(python_sources __init__.py diloco.py)
 foreach(file IN LISTS python_sources)
   add_custom_command(
     OUTPUT ${package_out}/${file}

@@ -14,4 +14,12 @@ if(TARGET shardsync_python)
            COMMAND ${SHARDSYNC_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/python_codec_test.py
                    ${CMAKE_CURRENT_SOURCE_DIR}/data/bridge)
   set_tests_properties(bridge.python_codec PROPERTIES ENVIRONMENT "${python_env}" TIMEOUT 60)
+
+  # Three torch workers through shardsync.DiLoCoBridge against a real `shardsync serve`.
+  if(TARGET shardsync_bridge_protocol)
+    add_test(NAME bridge.python_workers
+             COMMAND ${SHARDSYNC_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/python_workers_test.py
+                     $<TARGET_FILE:shardsync>)
+    set_tests_properties(bridge.python_workers PROPERTIES ENVIRONMENT "${python_env}" TIMEOUT 120)
+  endif()
 endif()

@@ -48,5 +48,7 @@ T value_or_throw(Result<T> result) {
 // Registers shardsync._bridge.Error and its translator.
 void register_errors(py::module_& m);
 void register_codec(py::module_& m);
+// DiLoCoBridge, when the build has the protocol library (SHARDSYNC_PYTHON_WITH_BRIDGE).
+void register_bridge(py::module_& m);
 
 }  // namespace shardsync::python

@@ -17,3 +17,4 @@ from shardsync._bridge import (  # noqa: F401
     quantize_fp4_e3m0,
     quantize_int8,
 )
+from shardsync.diloco import DiLoCoBridge, layers_of  # noqa: F401,E402

@@ -7,7 +7,8 @@ Two copies of the calibration model (examples/diloco/tinylm.py, 220,544 paramete
 shardsync.DiLoCoBridge (its optimizer.step hooked by bridge.attach), copy B without. They run in
 interleaved blocks of H inner steps (A's block, then B's), so each A block holds one sync of
 every fragment, and the ratio A/B of each pair of blocks is taken; the figure is the median of
-those ratios minus one. The bridge is a real single-worker run against `shardsync serve` on
+those ratios minus one. Pairs alternate which side runs first; a pair whose 1-minute
+load moved by more than 2 is dropped (bench/README.md rules). The bridge is a real single-worker run against `shardsync serve` on
 loopback (M=1: it publishes, commits and lands its own payloads), so every sync does the full
 work: copy, pseudo-gradient, quantize, PUT, follow the change list, fetch, reduce, outer step,
 merge.
@@ -36,6 +37,11 @@ if os.environ.get("SHARDSYNC_BENCH_REEXEC") is None:
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 import torch  # noqa: E402
+
+
+def loadavg():
+    with open("/proc/loadavg") as fh:
+        return float(fh.read().split()[0])
 
 
 def start_server(binary, work):
@@ -96,17 +102,32 @@ def main():
         with bridge.attach(opt_a):
             block(with_bridge, opt_a, "a")  # warm-up: first syncs, allocator, caches
             block(plain, opt_b, "b")
-            ratios, times_a, times_b = [], [], []
-            for _ in range(args.pairs):
-                ta = block(with_bridge, opt_a, "a")
-                tb = block(plain, opt_b, "b")
+            ratios, times_a, times_b, dropped = [], [], [], 0
+            for pair in range(args.pairs):
+                load0 = loadavg()
+                if pair % 2 == 0:  # ABAB / BABA: neither side always runs first
+                    ta = block(with_bridge, opt_a, "a")
+                    tb = block(plain, opt_b, "b")
+                else:
+                    tb = block(plain, opt_b, "b")
+                    ta = block(with_bridge, opt_a, "a")
+                load1 = loadavg()
+                keep = abs(load1 - load0) <= 2.0
+                print(f"pair {pair + 1}: with {1e3 * ta / args.H:.2f} ms/step, without "
+                      f"{1e3 * tb / args.H:.2f} ms/step, ratio {ta / tb:.4f}, load {load0:.2f} -> "
+                      f"{load1:.2f}{'' if keep else ' (dropped: load moved > 2)'}", file=sys.stderr)
+                if not keep:
+                    dropped += 1
+                    continue
                 ratios.append(ta / tb)
                 times_a.append(ta / args.H)
                 times_b.append(tb / args.H)
+        if not ratios:
+            raise SystemExit("every pair was dropped (load moved by more than 2)")
         bridge.finalize(publish_final=False)
         stats = bridge.stats()
         median = statistics.median(ratios)
-        result = dict(pairs=args.pairs, H=args.H, P=args.P, tau=args.tau, wire=args.wire,
+        result = dict(pairs=len(ratios), dropped=dropped, H=args.H, P=args.P, tau=args.tau, wire=args.wire,
                       batch=args.batch, syncs=stats["syncs"],
                       median_step_ms_with=round(1e3 * statistics.median(times_a), 2),
                       median_step_ms_without=round(1e3 * statistics.median(times_b), 2),

@@ -22,6 +22,8 @@ class Category final : public std::error_category {
         return "file changed while it was read";
       case errc::unsafe_path:
         return "unsafe or reserved path";
+      case errc::already_exists:
+        return "already exists";
     }
     return "unknown shardsync.server error";
   }

@@ -452,6 +452,8 @@ ResponsePlan route(const HttpRequest& request, const Site* site, const HandlerCo
     ResponsePlan plan;
     plan.publish = PublishRequest{std::string(first_segment), relative, std::nullopt};
     plan.publish_remove = method == "DELETE";
+    // RFC 9110 §13.1.2: `If-None-Match: *` on a PUT means "only if nothing is there yet".
+    plan.publish->create_only = method == "PUT" && trim(request.if_none_match) == "*";
     return plan;
   }
 

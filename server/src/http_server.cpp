@@ -459,6 +459,7 @@ bool iequals(std::string_view a, std::string_view b) {
 unsigned status_of(const Error& error) {
   if (error.code == errc::unsafe_path) return 403;
   if (error.code == errc::invalid_config) return 400;
+  if (error.code == errc::already_exists) return 412;
   return 500;
 }
 
@@ -697,7 +698,9 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
       Result<std::unique_ptr<Upload>> upload = options.publish.put(*plan.publish);
       if (!upload || !*upload) {
         const unsigned status = upload ? 500 : status_of(upload.error());
-        if (!upload) server->say("warn", "http: PUT refused: " + upload.error().describe());
+        if (!upload && upload.error().code != errc::already_exists) {
+          server->say("warn", "http: PUT refused: " + upload.error().describe());
+        }
         plan = reject(status, upload ? "upload refused" : public_text(upload.error()));
         plan.close = !body_read;
       } else {
@@ -730,7 +733,10 @@ net::awaitable<void> session(ServerState* server, Stream stream) {
           if (reply) {
             plan = detail::text_response(reply->status, reply->message, now_seconds());
           } else {
-            server->say("warn", "http: publish failed: " + reply.error().describe());
+            // A lost create-only race is the caller's expected answer, not a fault.
+            if (reply.error().code != errc::already_exists) {
+              server->say("warn", "http: publish failed: " + reply.error().describe());
+            }
             plan = reject(status_of(reply.error()), public_text(reply.error()));
             plan.close = false;
           }

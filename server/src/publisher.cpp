@@ -125,10 +125,23 @@ class FileUpload final : public Upload {
     if (existed && S_ISDIR(old.st_mode)) {
       return fail(errc::unsafe_path, request_.path + " is a directory");
     }
-    if (::renameat(dir_.get(), temp_.c_str(), dir_.get(), name.c_str()) != 0) {
-      return io_error("cannot rename the upload to " + request_.path);
+    if (request_.create_only) {
+      // link(2) fails with EEXIST if the name exists, atomically: of two creators racing
+      // past the check in put(), exactly one gets the name. The temp name goes afterwards.
+      if (::linkat(dir_.get(), temp_.c_str(), dir_.get(), name.c_str(), 0) != 0) {
+        if (errno == EEXIST) return fail(errc::already_exists, request_.path + " exists");
+        return io_error("cannot link the upload to " + request_.path);
+      }
+      committed_ = true;
+      if (::unlinkat(dir_.get(), temp_.c_str(), 0) != 0) {
+        return io_error("cannot remove the upload's temp file for " + request_.path);
+      }
+    } else {
+      if (::renameat(dir_.get(), temp_.c_str(), dir_.get(), name.c_str()) != 0) {
+        return io_error("cannot rename the upload to " + request_.path);
+      }
+      committed_ = true;
     }
-    committed_ = true;
     if (::fsync(dir_.get()) != 0) return io_error("cannot fsync the directory of " + request_.path);
 
     ResourceState state{request_.path,
@@ -140,7 +153,7 @@ class FileUpload final : public Upload {
     auto change = record_(request_.collection, sitemap::ChangeType::updated, state, key);
     if (!change) return fail(change.error());
     // By what was there before the rename: the watcher may have logged the file already.
-    const bool created = !existed;
+    const bool created = !existed || request_.create_only;
     return PublishReply{created ? 201u : 204u, created ? "created\n" : ""};
   }
 
@@ -169,6 +182,13 @@ struct Publisher {
     }
     auto dir = open_parent(*c, request.path, true);
     if (!dir) return fail(dir.error());
+    if (request.create_only) {
+      // Refuse early, before the body is read; commit() decides the race atomically.
+      struct stat st {};
+      if (::fstatat(dir->get(), basename_of(request.path).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        return fail(errc::already_exists, request.path + " exists");
+      }
+    }
     std::random_device random;
     const std::string temp = std::string(kUploadPrefix) + std::to_string(random()) + "-" +
                              basename_of(request.path).substr(0, 200);

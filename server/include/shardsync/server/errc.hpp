@@ -12,6 +12,7 @@ enum class errc {
   network,             // binding, accepting, TLS set-up
   changed_while_read,  // a file changed while it was hashed: try again later
   unsafe_path,         // a path that is reserved, escapes the collection or is unsafe
+  already_exists,      // a create-only publish (If-None-Match: *) of a path that exists
 };
 
 const std::error_category& server_category() noexcept;

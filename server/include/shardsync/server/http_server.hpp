@@ -27,13 +27,16 @@ namespace shardsync::server {
 // body (read under body_timeout, `Expect: 100-continue` honoured). A method whose hook is
 // empty gets 405. Every call below runs on the server thread, between network reads: keep
 // each one short (a chunk written to a temp file; the fsync in commit() only).
-// Errors from the hooks are answered 403 for errc::unsafe_path, 400 for errc::invalid_config
-// (both with the error's detail as the body), else 500 "publishing failed" (the detail goes
-// to the log only).
+// Errors from the hooks are answered 403 for errc::unsafe_path, 400 for errc::invalid_config,
+// 412 for errc::already_exists (all with the error's detail as the body), else 500 "publishing
+// failed" (the detail goes to the log only).
 struct PublishRequest {
   std::string collection;
   std::string path;                     // relative, decoded and checked; '/'-separated
   std::optional<std::uint64_t> length;  // PUT: the Content-Length, if the body is not chunked
+  // PUT with `If-None-Match: *`: create the file only if the path does not exist, atomically
+  // (of concurrent creators exactly one succeeds); otherwise errc::already_exists (412).
+  bool create_only = false;
 };
 
 struct PublishReply {

@@ -185,7 +185,12 @@ def check(results, data, torch, problems):
             problems.append(f"{name}: loss {r['losses'][0]:.4f} -> {r['losses'][-1]:.4f}")
         if r["bytes_up"] <= 0 or r["bytes_down"] <= 0:
             problems.append(f"{name}: bytes up {r['bytes_up']} down {r['bytes_down']}")
+    for name, r in sorted(results.items()):
+        print(f"{name}: {len(r['records'])} syncs landed, loss {r['losses'][0]:.4f} -> "
+              f"{r['losses'][-1]:.4f}, {r['bytes_up']} B up, {r['bytes_down']} B down")
     for key, shas in sorted(by_key.items()):
+        print(f"fragment {key[0]} sync {key[1]}: {len(shas)} workers, global sha-256 "
+              f"{sorted(set(shas.values()))[0][:16]}... ({len(set(shas.values()))} distinct)")
         if len(shas) != M or len(set(shas.values())) != 1 or "" in shas.values():
             problems.append(f"sync {key}: global sha-256 differ or missing: {shas}")
     finals = {tuple(r["globals"]) for r in results.values()}

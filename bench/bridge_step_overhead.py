@@ -7,7 +7,9 @@ Two copies of the calibration model (examples/diloco/tinylm.py, 220,544 paramete
 shardsync.DiLoCoBridge (its optimizer.step hooked by bridge.attach), copy B without. They run in
 interleaved blocks of H inner steps (A's block, then B's), so each A block holds one sync of
 every fragment, and the ratio A/B of each pair of blocks is taken; the figure is the median of
-those ratios minus one. Pairs alternate which side runs first; a pair whose 1-minute
+those ratios minus one. The time the training thread spends inside the hook is also
+measured directly (mean per step, as % of a plain step): on a loaded machine it is the
+steadier figure, though it leaves out the background thread's competition for the CPU. Pairs alternate which side runs first; a pair whose 1-minute
 load moved by more than 2 is dropped (bench/README.md rules). The bridge is a real single-worker run against `shardsync serve` on
 loopback (M=1: it publishes, commits and lands its own payloads), so every sync does the full
 work: copy, pseudo-gradient, quantize, PUT, follow the change list, fetch, reduce, outer step,
@@ -90,6 +92,16 @@ def main():
             min_workers=1, num_workers=1, write_token=token, coordinator=True)
         bridge.bootstrap()
         step = {"a": 0, "b": 0}
+        # The training thread's own cost: time inside the hook (copying a due fragment, landing
+        # an update, waiting for a commit), measured directly, apart from the noisy pair ratio.
+        hook_seconds = []
+        untimed_hook = bridge.after_inner_step
+
+        def timed_hook(tokens=0):
+            h0 = time.perf_counter()
+            untimed_hook(tokens)
+            hook_seconds.append(time.perf_counter() - h0)
+        bridge.after_inner_step = timed_hook
 
         def block(model, opt, key):
             t0 = time.perf_counter()
@@ -133,6 +145,10 @@ def main():
                       median_step_ms_without=round(1e3 * statistics.median(times_b), 2),
                       median_ratio=round(median, 4), overhead_pct=round(100 * (median - 1), 2),
                       ratio_min=round(min(ratios), 4), ratio_max=round(max(ratios), 4),
+                      hook_ms_mean=round(1e3 * statistics.mean(hook_seconds), 3),
+                      hook_ms_max=round(1e3 * max(hook_seconds), 2),
+                      hook_pct_of_step=round(100 * statistics.mean(hook_seconds) /
+                                             statistics.median(times_b), 2),
                       wait_seconds=round(stats["wait_seconds"], 3), bytes_up=stats["bytes_up"])
         print(json.dumps(result))
     finally:

@@ -57,7 +57,9 @@ def main():
         # Every worker's payload is wanted in every sync (the simulation's semantics): the
         # committer waits for stragglers on this shared CPU rather than leaving them out.
         grace=600.0, commit_timeout=900.0, bootstrap_timeout=120.0,
-        write_token=args.token, coordinator=args.index == 0)
+        write_token=args.token, coordinator=args.index == 0,
+        # No checkpoints: the table counts payload traffic, as the simulation does.
+        checkpoint_every=0)
     bridge.bootstrap()
     opt = tinylm.inner_optimizer(model, args.lr)
     step_seconds = []

@@ -61,13 +61,12 @@ def start_server(binary, work):
         return server, f"http://127.0.0.1:{fh.read().strip()}/bridge", token
 
 
-def run_dp(name, out_dir):
-    out = os.path.join(out_dir, f"{name}.json")
-    subprocess.run([sys.executable, os.path.join(HERE, "dp.py"), "--lr", "8e-3", "--out", out],
-                   check=True)
+def run_dp(name, out, steps):
+    subprocess.run([sys.executable, os.path.join(HERE, "dp.py"), "--lr", "8e-3", "--steps",
+                    str(steps), "--out", out], check=True)
     with open(out) as fh:
         result = json.load(fh)
-    result.update(run=name, M=1, payload_bytes_per_sync=result["payload_bytes_per_sync"])
+    result.update(run=name, M=1)
     return result
 
 
@@ -109,7 +108,7 @@ def run_diloco(name, extra, args):
         _, held_out = tinylm.load_corpus()
         eval_loss = tinylm.evaluate(model, tinylm.eval_batches(held_out))
         syncs = workers[0]["syncs"]
-        return dict(run=name, method="diloco", args=extra, M=m, eval_loss=round(eval_loss, 4),
+        return dict(run=name, method="diloco", args=extra, M=m, steps=args.steps, eval_loss=round(eval_loss, 4),
                     syncs=syncs, globals_agree=len(shas) == 1,
                     payload_bytes_per_sync=round(sum(w["bytes_up"] for w in workers) / m / max(1, syncs)),
                     peak_payload_bytes=max(w["max_bytes_up_per_sync"] for w in workers),
@@ -142,7 +141,7 @@ def table(results):
              "workers) | wall |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        want = EXPECTED.get(r["run"])
+        want = EXPECTED.get(r["run"]) if r.get("steps", 1000) == 1000 else None
         rel = f"{100 * (r['eval_loss'] / want - 1):+.2f} %" if want else "-"
         if r["method"] == "dp":
             total = r["M_costed"] * r["download_bytes_per_worker"] if "M_costed" in r else None
@@ -167,22 +166,26 @@ def main():
     ap.add_argument("--out-dir", default="/tmp/diloco-example")
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep each run's server and worker files")
+    ap.add_argument("--steps", type=int, default=1000,
+                    help="inner steps (a short run names its results <name>_s<steps>)")
     args = ap.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
     names = args.only.split(",") if args.only else SUITES[args.suite]
     results = []
     for name in names:
-        out = os.path.join(args.out_dir, f"{name}.json")
+        label = name if args.steps == 1000 else f"{name}_s{args.steps}"
+        out = os.path.join(args.out_dir, f"{label}.json")
         if os.path.exists(out) and not args.force:
             with open(out) as fh:
                 results.append(json.load(fh))
             continue
-        print(f"running {name}", flush=True)
+        print(f"running {label}", flush=True)
         if RUNS[name] is None:
-            result = run_dp(name, args.out_dir)
+            result = run_dp(name, out, args.steps)
             result["M_costed"] = 4
         else:
-            result = run_diloco(name, RUNS[name], args)
+            result = run_diloco(name, f"{RUNS[name]} --steps {args.steps}", args)
+        result["run"] = label
         with open(out, "w") as fh:
             json.dump(result, fh, indent=1)
         print(json.dumps(result), flush=True)

@@ -3,12 +3,16 @@
 # built (pybind11-dev and python3-dev present; scripts/deps installs both).
 if(TARGET shardsync_python)
   set(python_env PYTHONPATH=${CMAKE_BINARY_DIR}/python)
-  # A sanitized extension needs the ASan runtime loaded before the (uninstrumented)
-  # interpreter's own libraries; Python's arenas are not leaks.
+  # A sanitized extension needs the ASan runtime loaded before the (uninstrumented, C)
+  # interpreter's own libraries, and libstdc++ with it: ASan's __cxa_throw interceptor looks
+  # the real one up at start-up, before the extension would dlopen libstdc++. Python's arenas
+  # are not leaks.
   if(SHARDSYNC_SANITIZE MATCHES "address")
     execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=libasan.so
                     OUTPUT_VARIABLE asan_runtime OUTPUT_STRIP_TRAILING_WHITESPACE)
-    list(APPEND python_env LD_PRELOAD=${asan_runtime} ASAN_OPTIONS=detect_leaks=0)
+    execute_process(COMMAND ${CMAKE_CXX_COMPILER} -print-file-name=libstdc++.so
+                    OUTPUT_VARIABLE libstdcxx OUTPUT_STRIP_TRAILING_WHITESPACE)
+    list(APPEND python_env "LD_PRELOAD=${asan_runtime}:${libstdcxx}" ASAN_OPTIONS=detect_leaks=0)
   endif()
   add_test(NAME bridge.python_codec
            COMMAND ${SHARDSYNC_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/python_codec_test.py

@@ -31,6 +31,8 @@ RUNS = {
     "stream_M4_H50_P4_tau5_a0.5_fp4": "--M 4 --H 50 --P 4 --tau 5 --alpha 0.5 --wire fp4-e3m0",
     "stream_M4_H50_P4_tau1_a0.5_fp4": "--M 4 --H 50 --P 4 --tau 1 --alpha 0.5 --wire fp4-e3m0",
     "diloco_M2_H10": "--M 2 --H 10 --outer-lr 0.4 --wire f32",
+    # the CI smoke test (bridge.python_example, with --steps 20)
+    "smoke_M2_H10_P2_tau2_fp4": "--M 2 --H 10 --P 2 --tau 2 --alpha 0.5 --wire fp4-e3m0",
 }
 SUITES = {
     "main": ["dp_lr8e-3", "diloco_M4_H50_fp32", "diloco_M4_H50_fp4",
@@ -99,6 +101,8 @@ def run_diloco(name, extra, args):
                 workers.append(json.load(fh))
         # Determinism: every worker ended every sync with the same global fragment.
         shas = {tuple(map(tuple, w["globals"])) for w in workers}
+        if len(shas) != 1:
+            raise SystemExit(f"{name}: the workers' global fragments differ (logs in {work})")
         # Eval of the mean of the workers (DILOCO.md §4 setup).
         params = [torch.load(f"{work}/w{i}.json.pt") for i in range(m)]
         torch.set_num_threads(1)

@@ -25,5 +25,11 @@ if(TARGET shardsync_python)
              COMMAND ${SHARDSYNC_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/python_workers_test.py
                      $<TARGET_FILE:shardsync>)
     set_tests_properties(bridge.python_workers PROPERTIES ENVIRONMENT "${python_env}" TIMEOUT 120)
+    # examples/diloco can't rot: two workers, 20 steps of the calibration model, Streaming fp4.
+    add_test(NAME bridge.python_example
+             COMMAND ${SHARDSYNC_PYTHON} ${PROJECT_SOURCE_DIR}/examples/diloco/run.py
+                     --build ${CMAKE_BINARY_DIR} --only smoke_M2_H10_P2_tau2_fp4 --steps 20
+                     --out-dir ${CMAKE_CURRENT_BINARY_DIR}/diloco_example --force)
+    set_tests_properties(bridge.python_example PROPERTIES ENVIRONMENT "${python_env}" TIMEOUT 180)
   endif()
 endif()

@@ -149,6 +149,9 @@ class DiLoCoBridge:
         return {"shardsync_bridge": self._bridge.state_dict(), "step": self._step}
 
     def load_state_dict(self, state):
+        """Restores state_dict()'s output. Call it after bootstrap() (which the C++ library
+        needs first; bootstrap() of a restarted worker also writes the run's latest global
+        state into the model), then load the model's and the inner optimizer's own state."""
         self._bridge.load_state_dict(state["shardsync_bridge"])
         self._step = int(state["step"])
 

@@ -105,6 +105,7 @@ void add_bridge_command(CLI::App& app, int& exit_code) {
   inspect->footer("Example: shardsync bridge inspect frag/1/00000003/worker/w3.safetensors");
   inspect->callback([path, &exit_code] { exit_code = run_inspect(*path); });
   add_bridge_worker_command(bridge, exit_code);
+  add_bridge_aggregate_command(bridge, exit_code);
 }
 
 }  // namespace shardsync::app

@@ -25,12 +25,13 @@ using namespace shardsync::bridge;
 
 struct WorkerFlags {
   std::string url, commit_url, token_file, run = "run1", worker, wire = "f32", pattern = "strided";
+  std::string topology = "allgather";
   std::vector<std::string> follow;
-  bool coordinator = false, zstd = false;
+  bool coordinator = false, zstd = false, check_state = false;
   std::int64_t steps = 40, h = 10, p = 1, tau = 0, min_workers = 1, workers = 0;
   std::int64_t grace_ms = 1000, commit_timeout_ms = 20'000, step_ms = 0;
   std::int64_t stall_step = 0, stall_ms = 0, exit_at_step = 0, checkpoint_every = 1;
-  std::uint64_t block = 128;
+  std::uint64_t block = 128, hidden = 16;
   double alpha = 0.5, outer_lr = 0.7, outer_momentum = 0.9, lr = 0.05;
 };
 
@@ -38,17 +39,18 @@ struct WorkerFlags {
 // (W2, b2). Plain SGD inner steps on batches seeded by (worker, step).
 class TinyNet {
  public:
-  static constexpr std::size_t kIn = 8, kHidden = 16, kOut = 4, kBatch = 16;
-  TinyNet() : w1(kHidden * kIn), b1(kHidden), w2(kOut * kHidden), b2(kOut) {
+  static constexpr std::size_t kIn = 8, kOut = 4, kBatch = 16;
+  explicit TinyNet(std::size_t hidden)
+      : width_(hidden), w1(width_ * kIn), b1(width_), w2(kOut * width_), b2(kOut) {
     std::mt19937_64 rng(7);  // the same θ0 everywhere (the coordinator's is published anyway)
     std::normal_distribution<float> n(0.0f, 0.3f);
     for (float& v : w1) v = n(rng);
     for (float& v : w2) v = n(rng);
   }
   std::vector<Parameter> parameters() {
-    return {{"layer0.weight", {kHidden, kIn}, w1, 0},
-            {"layer0.bias", {kHidden}, b1, 0},
-            {"layer1.weight", {kOut, kHidden}, w2, 1},
+    return {{"layer0.weight", {width_, kIn}, w1, 0},
+            {"layer0.bias", {width_}, b1, 0},
+            {"layer1.weight", {kOut, width_}, w2, 1},
             {"layer1.bias", {kOut}, b2, 1}};
   }
   // One SGD step on worker `seed`'s batch for `step`; returns the batch loss.
@@ -58,12 +60,14 @@ class TinyNet {
     std::vector<float> gw1(w1.size()), gb1(b1.size()), gw2(w2.size()), gb2(b2.size());
     double loss = 0;
     for (std::size_t b = 0; b < kBatch; ++b) {
-      float x[kIn], h[kHidden], y[kOut], t[kOut];
+      float x[kIn], y[kOut], t[kOut];
+      std::vector<float>& h = activations_;
+      h.resize(width_);
       for (float& v : x) v = n(rng);
       for (std::size_t o = 0; o < kOut; ++o) {  // the target: a fixed smooth function
         t[o] = std::sin(x[o] + 0.5f * x[o + kOut]) + 0.1f * static_cast<float>(o);
       }
-      for (std::size_t j = 0; j < kHidden; ++j) {
+      for (std::size_t j = 0; j < width_; ++j) {
         float a = b1[j];
         for (std::size_t i = 0; i < kIn; ++i) a += w1[j * kIn + i] * x[i];
         h[j] = std::tanh(a);
@@ -71,16 +75,16 @@ class TinyNet {
       float dy[kOut];
       for (std::size_t o = 0; o < kOut; ++o) {
         float a = b2[o];
-        for (std::size_t j = 0; j < kHidden; ++j) a += w2[o * kHidden + j] * h[j];
+        for (std::size_t j = 0; j < width_; ++j) a += w2[o * width_ + j] * h[j];
         y[o] = a;
         dy[o] = 2.0f * (y[o] - t[o]) / static_cast<float>(kBatch * kOut);
         loss += static_cast<double>((y[o] - t[o]) * (y[o] - t[o])) / (kBatch * kOut);
       }
-      for (std::size_t j = 0; j < kHidden; ++j) {
+      for (std::size_t j = 0; j < width_; ++j) {
         float dh = 0;
         for (std::size_t o = 0; o < kOut; ++o) {
-          gw2[o * kHidden + j] += dy[o] * h[j];
-          dh += dy[o] * w2[o * kHidden + j];
+          gw2[o * width_ + j] += dy[o] * h[j];
+          dh += dy[o] * w2[o * width_ + j];
         }
         const float da = dh * (1.0f - h[j] * h[j]);
         gb1[j] += da;
@@ -99,7 +103,9 @@ class TinyNet {
   }
 
  private:
+  std::size_t width_;
   std::vector<float> w1, b1, w2, b2;
+  std::vector<float> activations_;
 };
 
 std::string joined(const std::vector<std::string>& v) {
@@ -136,6 +142,7 @@ int run_worker(const WorkerFlags& f) {
   config.n_layers = 2;
   o.config = config;
   o.coordinator = f.coordinator;
+  o.topology = f.topology == "aggregator" ? Topology::aggregator : Topology::allgather;
   o.min_workers = f.min_workers;
   o.num_workers = f.workers;
   o.grace = std::chrono::milliseconds(f.grace_ms);
@@ -145,7 +152,7 @@ int run_worker(const WorkerFlags& f) {
   o.log = [](std::string_view level, std::string_view message) {
     log_line("bridge", level, message);
   };
-  TinyNet net;
+  TinyNet net(f.hidden);
   std::unique_ptr<DiLoCoBridge> bridge;
   try {
     bridge = std::make_unique<DiLoCoBridge>(o, net.parameters());
@@ -211,6 +218,22 @@ int run_worker(const WorkerFlags& f) {
     std::printf("final fragment=%lld global=%s\n", static_cast<long long>(p),
                 bridge->global_sha256(p).c_str());
   }
+  if (f.check_state) {
+    // state_dict() -> load_state_dict() must give back the same global fragments.
+    // A truncated state is refused and leaves the bridge as it was.
+    const std::vector<std::uint8_t> state = bridge->state_dict();
+    std::vector<std::string> before;
+    for (std::int64_t p = 0; p < f.p; ++p) before.push_back(bridge->global_sha256(p));
+    const std::vector<std::uint8_t> truncated(
+        state.begin(), state.begin() + static_cast<std::ptrdiff_t>(state.size() / 2));
+    bool same = !state.empty() && !bridge->load_state_dict(truncated) &&
+                bridge->load_state_dict(state).has_value() && bridge->state_dict() == state;
+    for (std::int64_t p = 0; p < f.p && same; ++p) {
+      same = bridge->global_sha256(p) == before[static_cast<std::size_t>(p)];
+    }
+    std::printf("state_dict bytes=%zu roundtrip=%s\n", state.size(), same ? "ok" : "differs");
+    if (!same) return kExitFailure;
+  }
   return kExitOk;
 }
 
@@ -249,6 +272,12 @@ void add_bridge_worker_command(CLI::App* bridge, int& exit_code) {
   w->add_option("--stall-ms", f->stall_ms, "");
   w->add_option("--exit-at-step", f->exit_at_step, "die abruptly after this step (fault tests)");
   w->add_flag("--zstd", f->zstd, "wrap payloads in zstd");
+  w->add_flag("--check-state", f->check_state,
+              "at the end, check state_dict() -> load_state_dict() round-trips");
+  w->add_option("--hidden", f->hidden, "hidden width of the model (default 16; 13 floats each)");
+  w->add_option("--topology", f->topology,
+                "allgather (workers commit) | aggregator (`shardsync bridge aggregate` commits)")
+      ->check(CLI::IsMember({"allgather", "aggregator"}));
   w->footer(
       "Example: shardsync bridge worker --url http://127.0.0.1:8080/bridge --worker w0 "
       "--coordinator --workers 3 --min-workers 2 --token-file tok");

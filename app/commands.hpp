@@ -18,7 +18,8 @@ void add_sitemap_command(CLI::App& app, int& exit_code);
 void add_serve_command(CLI::App& app, int& exit_code);
 void add_publish_command(CLI::App& app, int& exit_code);
 void add_sync_command(CLI::App& app, int& exit_code);    // sync and audit
-void add_bridge_command(CLI::App& app, int& exit_code);  // bridge inspect, worker
+void add_bridge_command(CLI::App& app, int& exit_code);  // bridge inspect, worker, aggregate
 void add_bridge_worker_command(CLI::App* bridge, int& exit_code);
+void add_bridge_aggregate_command(CLI::App* bridge, int& exit_code);
 
 }  // namespace shardsync::app

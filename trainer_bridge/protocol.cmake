@@ -8,7 +8,11 @@ add_library(shardsync_bridge_protocol STATIC
   ${CMAKE_CURRENT_LIST_DIR}/src/protocol/run_index.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/protocol/run_state.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/protocol/sync_engine.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/src/protocol/bridge.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/src/protocol/sync_bootstrap.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/protocol/sync_aggregate.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/protocol/sync_state_io.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/protocol/bridge.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/protocol/aggregator.cpp)
 add_library(shardsync::bridge_protocol ALIAS shardsync_bridge_protocol)
 target_include_directories(shardsync_bridge_protocol PUBLIC ${CMAKE_CURRENT_LIST_DIR}/include)
 target_link_libraries(shardsync_bridge_protocol

@@ -63,7 +63,7 @@ follow=(--follow "$u0" --follow "$u1" --follow "$u2" --commit-url "$u0")
   --grace-ms 1500 --coordinator --steps 30 --H 10 >"$work/own-w0.out" 2>"$work/own-w0.err" &
 p0=$!
 "$bin" bridge worker --url "$u1" "${follow[@]}" "${common[@]}" --run own --worker w1 \
-  --grace-ms 1500 --steps 30 --H 10 >"$work/own-w1.out" 2>"$work/own-w1.err" &
+  --grace-ms 1500 --check-state --steps 30 --H 10 >"$work/own-w1.out" 2>"$work/own-w1.err" &
 p1=$!
 "$bin" bridge worker --url "$u2" "${follow[@]}" "${common[@]}" --run own --worker w2 \
   --grace-ms 1500 --steps 30 --H 10 >"$work/own-w2.out" 2>"$work/own-w2.err" &
@@ -79,6 +79,8 @@ done
 same_globals own w0 w1 w2 && pass || failed "own servers: global sha-256 differ between workers"
 grep -q 'included=w0,w1,w2' "$work/own-w1.out" && pass ||
   failed "own servers: a commit included all three workers"
+grep -q '^state_dict bytes=[1-9][0-9]* roundtrip=ok' "$work/own-w1.out" && pass ||
+  failed "own servers: state_dict() round-trips through load_state_dict()"
 [ -f "$work/s0/data/runs/own/final/model.safetensors" ] && pass ||
   failed "own servers: the final model is published"
 [ -f "$work/s0/data/runs/own/ckpt/00000003/outer_state.safetensors" ] && pass ||
@@ -118,7 +120,7 @@ r1=$!
   >"$work/kill-w2.out" 2>"$work/kill-w2.err" &
 r2=$!
 pids+=($r0 $r1 $r2)
-for _ in $(seq 1 200); do grep -q '^sync .*sync=2 ' "$work/kill-w2.out" && break; sleep 0.05; done
+for _ in $(seq 1 200); do grep -qs '^sync .*sync=2 ' "$work/kill-w2.out" && break; sleep 0.05; done
 kill -9 $r2
 wait $r2 2>/dev/null
 # Let the others commit at least one sync without it.
@@ -148,12 +150,14 @@ pids+=($!)
 for _ in $(seq 1 100); do [ -s "$work/proxy.port" ] && break; sleep 0.05; done
 start_server f0 --base-url "http://127.0.0.1:$(cat "$work/proxy.port")/"
 uf=$url
-fault_common=(--run faults --steps 40 --H 10 --tau 1 --step-ms 100 --grace-ms 100 --workers 4)
+fault_common=(--run faults --steps 30 --H 10 --tau 1 --step-ms 200)
 fault_pids=()
 for w in w0 w1 w2 w3; do
-  extra=()
-  [ $w = w0 ] && extra=(--coordinator)
-  [ $w = w3 ] && extra=(--stall-step 20 --stall-ms 300)  # (tau + 2) * step-ms
+  extra=(--grace-ms 250 --workers 4)
+  [ $w = w0 ] && extra+=(--coordinator)
+  [ $w = w3 ] && extra+=(--stall-step 20 --stall-ms 600)  # (tau + 2) * step-ms
+  # w2 holds its own payload intact and would commit it: it never decides first here.
+  [ $w = w2 ] && extra=(--grace-ms 5000 --workers 5)
   "$bin" bridge worker --url "$uf" --token-file "$work/token" --min-workers 2 "${fault_common[@]}" --worker $w "${extra[@]}" \
     >"$work/faults-$w.out" 2>"$work/faults-$w.err" &
   pids+=($!)
@@ -179,9 +183,37 @@ grep '^sync ' "$work/faults-w0.out" | grep -qE 'included=[^ ]*(w2|w9)' &&
   failed "faults: a commit included a rejected payload" || pass
 grep -qE '^sync fragment=0 sync=2 .* late=1 ' "$work/faults-w3.out" && pass ||
   { failed "faults: w3, delayed by tau+2 steps, is late at sync 2"; cat "$work/faults-w3.out"; }
-[ "$(grep -c '^sync ' "$work/faults-w3.out")" = 4 ] && pass ||
+[ "$(grep -c '^sync ' "$work/faults-w3.out")" = 3 ] && pass ||
   failed "faults: the late worker merges and continues to the end"
 same_globals faults w0 w1 w2 w3 && pass || failed "faults: global sha-256 differ"
+
+# --- 5. aggregator topology: one aggregator reduces, quantizes Δ̄ once (int8) and commits;
+# the workers fetch one reduced file per sync.
+start_server a0; ua=$url
+agg=(--token-file "$work/token" --run agg --steps 30 --min-workers 2 --grace-ms 1500)
+"$bin" bridge aggregate --url "$ua" "${agg[@]}" --workers 3 >"$work/agg-aggregator.out" \
+  2>"$work/agg-aggregator.err" &
+pids+=($!)
+agg_pids=($!)
+for w in w0 w1 w2; do
+  extra=()
+  [ $w = w0 ] && extra=(--coordinator)
+  "$bin" bridge worker --url "$ua" "${agg[@]}" --worker $w "${extra[@]}" --topology aggregator \
+    --H 10 --wire int8 >"$work/agg-$w.out" 2>"$work/agg-$w.err" &
+  pids+=($!)
+  agg_pids+=($!)
+done
+ok=1
+for p in "${agg_pids[@]}"; do wait $p || ok=0; done
+[ $ok = 1 ] && pass || { failed "aggregator: a process failed"; tail -n 5 "$work"/agg-*.err; }
+[ "$(grep -c '^sync .* skipped=0' "$work/agg-aggregator.out")" = 3 ] && pass ||
+  failed "aggregator: three applied syncs"
+same_globals agg aggregator w0 w1 w2 && pass || failed "aggregator: global sha-256 differ"
+for n in 1 2 3; do
+  d="$work/a0/data/runs/agg/frag/0/0000000$n"
+  [ -s "$d/reduced.safetensors" ] && grep -q '"committer": "aggregator"' "$d/commit.json" &&
+    pass || failed "aggregator: sync $n has reduced.safetensors and the aggregator's commit"
+done
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -26,18 +26,6 @@ using Clock = std::chrono::steady_clock;
 using detail::RunState;
 using detail::SyncEngine;
 
-namespace {
-
-std::string random_nonce() {
-  std::random_device random;
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 16; ++i) out += kHex[random() % 16];
-  return out;
-}
-
-}  // namespace
-
 struct DiLoCoBridge::Impl {
   struct Job {
     std::int64_t fragment = 0;
@@ -192,13 +180,7 @@ DiLoCoBridge::DiLoCoBridge(BridgeOptions options, std::vector<Parameter> params)
   if (options.run_id.empty() || options.worker_id.empty() || options.publish_url.empty()) {
     throw std::invalid_argument("DiLoCoBridge: run_id, worker_id and publish_url are required");
   }
-  while (options.publish_url.ends_with('/')) options.publish_url.pop_back();
-  if (options.commit_url.empty()) options.commit_url = options.publish_url;
-  while (options.commit_url.ends_with('/')) options.commit_url.pop_back();
-  if (options.follow_urls.empty()) options.follow_urls.push_back(options.publish_url);
-  for (std::string& url : options.follow_urls) {
-    while (url.ends_with('/')) url.pop_back();
-  }
+  detail::normalize_urls(options);
   impl_->options = std::move(options);
   impl_->params = std::move(params);
   for (std::size_t i = 0; i < impl_->params.size(); ++i) {
@@ -225,7 +207,7 @@ Result<std::int64_t> DiLoCoBridge::bootstrap() {
       return fail(bridge_errc::invalid_argument, "parameter " + p.name + ": shape and data differ");
     }
   }
-  d.nonce = random_nonce();
+  d.nonce = detail::random_nonce();
   // The coordinator's config, with a tensor list from the parameters when P > 1 needs one.
   std::optional<RunConfig> own = d.options.config;
   if (own && own->tensors.empty() && own->p > 1) {

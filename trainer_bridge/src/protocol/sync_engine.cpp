@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 
 namespace shardsync::bridge::detail {
@@ -17,6 +18,8 @@ std::size_t index_of(const std::vector<std::string>& v, const std::string& s) {
   return static_cast<std::size_t>(std::find(v.begin(), v.end(), s) - v.begin());
 }
 
+}  // namespace
+
 std::span<const std::uint8_t> bytes_of(const std::string& s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
@@ -26,7 +29,24 @@ std::string frag_prefix(const std::string& run, std::int64_t p, std::uint64_t n)
   return path.substr(0, path.size() - std::string_view("commit.json").size());
 }
 
-}  // namespace
+void normalize_urls(BridgeOptions& options) {
+  auto trim = [](std::string& url) {
+    while (url.ends_with('/')) url.pop_back();
+  };
+  trim(options.publish_url);
+  if (options.commit_url.empty()) options.commit_url = options.publish_url;
+  trim(options.commit_url);
+  if (options.follow_urls.empty()) options.follow_urls.push_back(options.publish_url);
+  for (std::string& url : options.follow_urls) trim(url);
+}
+
+std::string random_nonce() {
+  std::random_device random;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 16; ++i) out += kHex[random() % 16];
+  return out;
+}
 
 SyncEngine::SyncEngine(BridgeOptions options, std::string nonce)
     : options_(std::move(options)),
@@ -76,96 +96,6 @@ Result<std::vector<std::uint8_t>> SyncEngine::fetch_verified(const std::string& 
                 url + ": sha-256 " + got + " differs from the listed " + sha256);
   }
   return std::vector<std::uint8_t>(body->begin(), body->end());
-}
-
-Result<std::int64_t> SyncEngine::bootstrap(const std::optional<RunConfig>& own,
-                                           const std::vector<Tensor>* init) {
-  const std::string& run = options_.run_id;
-  const std::string commit = options_.commit_url;
-  if (auto refreshed = index_.refresh(transport_); !refreshed) return fail(refreshed.error());
-  if (init && own) {
-    // Coordinator: publish run.json and θ0 unless the run has them (first writer wins).
-    if (!index_.find(run_json_path(run), commit_collection_)) {
-      const std::string text = serialize_run_config(*own);
-      auto put = transport_.put(url_of(commit, run_json_path(run)), bytes_of(text), true);
-      if (!put) return fail(put.error());
-    }
-    if (!index_.find(init_model_path(run), commit_collection_)) {
-      auto file = write_f32_tensors(*init, {{"format", "shardsync.diloco.init/1"}});
-      if (!file) return fail(file.error());
-      auto put = transport_.put(url_of(commit, init_model_path(run)), *file, true);
-      if (!put) return fail(put.error());
-    }
-  }
-  auto listed_config = wait_for(run_json_path(run), commit_collection_, options_.bootstrap_timeout);
-  if (!listed_config) return fail(listed_config.error());
-  auto config_bytes = fetch_verified(listed_config->url, listed_config->sha256);
-  if (!config_bytes) return fail(config_bytes.error());
-  auto config = parse_run_config(
-      std::string_view(reinterpret_cast<const char*>(config_bytes->data()), config_bytes->size()));
-  if (!config) return fail(bridge_errc::config_mismatch, "run.json: " + config.error().describe());
-  if (own && serialize_run_config(*own) != serialize_run_config(*config)) {
-    return fail(bridge_errc::config_mismatch, "the run's run.json differs from this worker's");
-  }
-  config_ = *config;
-
-  // R1: θ0, verified against the change list's sha-256 before step 1.
-  auto listed_init = wait_for(init_model_path(run), commit_collection_, options_.bootstrap_timeout);
-  if (!listed_init) return fail(listed_init.error());
-  if (listed_init->sha256.empty()) {
-    return fail(bridge_errc::init_mismatch, "init/model.safetensors is listed without a hash");
-  }
-  auto init_bytes = fetch_verified(listed_init->url, listed_init->sha256);
-  if (!init_bytes) {
-    return fail(init_bytes.error().code == make_error_code(bridge_errc::bad_payload)
-                    ? Error{bridge_errc::init_mismatch, init_bytes.error().detail}
-                    : init_bytes.error());
-  }
-  auto state = RunState::create(config_, *init_bytes);
-  if (!state) return fail(state.error());
-
-  // The latest complete checkpoint, then every commit after it.
-  std::uint64_t latest = 0;
-  for (const Listed& l : index_.under(run_prefix(run) + "ckpt/")) {
-    const auto path = parse_run_path(run, l.path);
-    if (path && path->kind == RunPath::Kind::checkpoint_state &&
-        index_.find(checkpoint_global_path(run, path->sync), commit_collection_)) {
-      latest = std::max(latest, path->sync);
-    }
-  }
-  if (latest > 0) {
-    const Listed* g = index_.find(checkpoint_global_path(run, latest), commit_collection_);
-    const Listed* s = index_.find(checkpoint_state_path(run, latest), commit_collection_);
-    auto global = fetch_verified(g->url, g->sha256);
-    if (!global) return fail(global.error());
-    auto outer = fetch_verified(s->url, s->sha256);
-    if (!outer) return fail(outer.error());
-    if (auto loaded = state->load_global(*global); !loaded) return fail(loaded.error());
-    if (auto loaded = state->load_outer_state(*outer); !loaded) return fail(loaded.error());
-    log("info", "bridge: restored checkpoint " + std::to_string(latest) + " (step " +
-                    std::to_string(state->resume_step) + ")");
-  }
-  {
-    std::lock_guard lock(state_mutex_);
-    state_ = std::move(*state);
-  }
-  std::int64_t resume = state_.resume_step;
-  std::uint64_t replayed = 0;
-  for (std::int64_t p = 0; p < state_.fragments(); ++p) {
-    while (true) {
-      const std::uint64_t n = state_.committed(p) + 1;
-      const Listed* listed = index_.find(commit_path(run, p, n), commit_collection_);
-      if (!listed || listed->collection != commit_collection_) break;
-      auto record = fetch_commit(p, n, listed);
-      if (!record) return fail(record.error());
-      std::map<std::string, Candidate> none;
-      if (auto applied = apply_commit(*record, none); !applied) return fail(applied.error());
-      resume = std::max(resume, record->send_step + config_.tau);
-      ++replayed;
-    }
-  }
-  if (replayed > 0) log("info", "bridge: replayed " + std::to_string(replayed) + " commits");
-  return resume;
 }
 
 Result<CommitRecord> SyncEngine::fetch_commit(std::int64_t p, std::uint64_t n,
@@ -349,9 +279,15 @@ SyncEngine::Outcome SyncEngine::run_sync(
                          bytes_of(text), false);
   }
 
-  // 2. Gather until the commit is known, or decide it at the deadline.
+  // 2. Gather until the commit is known, or decide it at the deadline. Our own payload
+  // counts without a round trip (gather() skips a listed file whose sha-256 it holds).
   std::map<std::string, Candidate> candidates;
   std::set<std::string> rejected;
+  if (auto own = decode_payload(*bytes); own) {
+    candidates[options_.worker_id] = Candidate{
+        own_sha, url_of(options_.publish_url, payload_path(run, p, n, options_.worker_id)),
+        std::move(*own)};
+  }
   const std::string cpath = commit_path(run, p, n);
   const bool may_commit = options_.topology == Topology::allgather;
   bool lost_race = false;
@@ -475,74 +411,6 @@ void SyncEngine::write_checkpoint(std::uint64_t n, std::int64_t resume_step) {
       transport_.put(url_of(options_.commit_url, checkpoint_global_path(run, n)), *global, true);
   auto s = transport_.put(url_of(options_.commit_url, checkpoint_state_path(run, n)), *outer, true);
   if (!g || !s) log("warn", "bridge: checkpoint " + std::to_string(n) + " not published");
-}
-
-SyncEngine::Outcome SyncEngine::aggregate(std::int64_t, std::uint64_t,
-                                          const std::function<bool()>&) {
-  Outcome out;
-  out.error = Error{bridge_errc::invalid_argument, "aggregator topology not implemented"};
-  return out;
-}
-
-Result<void> SyncEngine::publish_final() {
-  Result<std::vector<std::uint8_t>> file;
-  {
-    std::lock_guard lock(state_mutex_);
-    file = state_.encode_global();
-  }
-  if (!file) return fail(file.error());
-  auto put =
-      transport_.put(url_of(options_.commit_url, final_model_path(options_.run_id)), *file, true);
-  if (!put) return fail(put.error());
-  return {};
-}
-
-Result<std::vector<std::uint8_t>> SyncEngine::snapshot(
-    const std::map<std::string, std::string>& meta) const {
-  std::lock_guard lock(state_mutex_);
-  auto global = state_.encode_global();
-  if (!global) return global;
-  auto outer = state_.encode_outer_state();
-  if (!outer) return outer;
-  // One safetensors file: the global tensors plus the outer state as one U8 blob.
-  auto tensors = read_f32_tensors(*global);
-  if (!tensors) return fail(tensors.error());
-  std::vector<TensorBytes> entries;
-  for (const Tensor& t : *tensors) {
-    std::vector<std::uint8_t> raw(t.values.size() * sizeof(float));
-    std::memcpy(raw.data(), t.values.data(), raw.size());
-    entries.push_back({"global/" + t.name, "F32", t.shape, std::move(raw)});
-  }
-  entries.push_back({"__outer_state__", "U8", {outer->size()}, *outer});
-  auto file = write_safetensors(meta, std::move(entries));
-  if (!file) return fail(bridge_errc::bad_state, file.error().describe());
-  return file;
-}
-
-Result<std::map<std::string, std::string>> SyncEngine::restore(
-    std::span<const std::uint8_t> bytes) {
-  auto view = parse_safetensors(bytes);
-  if (!view) return fail(bridge_errc::bad_state, view.error().describe());
-  std::vector<Tensor> globals;
-  std::span<const std::uint8_t> outer;
-  for (const TensorEntry& e : view->tensors) {
-    const auto data = view->buffer.subspan(e.begin, e.end - e.begin);
-    if (e.name == "__outer_state__") {
-      outer = data;
-    } else if (e.name.starts_with("global/") && e.dtype == "F32") {
-      Tensor t{e.name.substr(7), e.shape, std::vector<float>(data.size() / sizeof(float))};
-      std::memcpy(t.values.data(), data.data(), data.size());
-      globals.push_back(std::move(t));
-    }
-  }
-  auto global_file = write_f32_tensors(globals);
-  if (!global_file) return fail(global_file.error());
-  std::lock_guard lock(state_mutex_);
-  RunState next = state_;
-  if (auto loaded = next.load_global(*global_file); !loaded) return fail(loaded.error());
-  if (auto loaded = next.load_outer_state(outer); !loaded) return fail(loaded.error());
-  state_ = std::move(next);
-  return view->metadata;
 }
 
 }  // namespace shardsync::bridge::detail

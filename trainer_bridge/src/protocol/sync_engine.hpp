@@ -21,6 +21,18 @@
 
 namespace shardsync::bridge::detail {
 
+// Drops trailing slashes and fills the defaults: commit_url = publish_url, follow_urls =
+// {publish_url}.
+void normalize_urls(BridgeOptions& options);
+
+// A string's bytes, for PUT bodies.
+[[nodiscard]] std::span<const std::uint8_t> bytes_of(const std::string& s);
+// "runs/{run}/frag/{p}/{n:08d}/": the directory of one sync's resources.
+[[nodiscard]] std::string frag_prefix(const std::string& run, std::int64_t p, std::uint64_t n);
+
+// A fresh incarnation nonce: 16 random hex digits.
+[[nodiscard]] std::string random_nonce();
+
 class SyncEngine {
  public:
   using Clock = std::chrono::steady_clock;
@@ -51,9 +63,9 @@ class SyncEngine {
                                  const std::function<std::optional<Clock::time_point>()>& deadline,
                                  const std::function<bool()>& stopping);
 
-  // Aggregator topology: gathers the payloads of (p, n), publishes reduced.safetensors and
-  // the commit. `first_seen` starts the grace period when the first payload shows up.
-  [[nodiscard]] Outcome aggregate(std::int64_t p, std::uint64_t n,
+  // Aggregator topology: gathers the payloads of (p, n) sent at `send_step`, publishes
+  // reduced.safetensors and the commit. The grace period starts with the first valid payload.
+  [[nodiscard]] Outcome aggregate(std::int64_t p, std::uint64_t n, std::int64_t send_step,
                                   const std::function<bool()>& stopping);
 
   [[nodiscard]] Result<void> publish_final();

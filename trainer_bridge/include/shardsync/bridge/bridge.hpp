@@ -184,9 +184,9 @@ class DiLoCoBridge {
   [[nodiscard]] Result<void> finalize(std::int64_t step, bool publish_final = true);
 
   // The bridge's own state: global fragments, outer momentum, sync counters, last step,
-  // incarnation; a safetensors file. load_state_dict() restores it (the parameters are not
-  // touched) and needs no bootstrap() afterwards; it fails with bad_state if it does not
-  // fit the run.
+  // incarnation; a safetensors file. load_state_dict() restores it after bootstrap() (the
+  // parameters are not touched) with no sync in flight; it fails with bad_state if it does
+  // not fit the run, not_bootstrapped before bootstrap().
   [[nodiscard]] std::vector<std::uint8_t> state_dict() const;
   [[nodiscard]] Result<void> load_state_dict(std::span<const std::uint8_t> state);
 

@@ -177,7 +177,8 @@ for p in "${fault_pids[@]}"; do wait $p || ok=0; done
 [ $ok = 1 ] && pass || { failed "faults: a worker failed"; tail -n 5 "$work"/faults-*.err; }
 grep -q 'rejected .*/worker/w2.safetensors: .*sha-256' "$work/faults-w0.err" && pass ||
   failed "faults: w2's corrupted payload is rejected by hash"
-grep -q 'rejected .*/worker/w9.safetensors: wrong base' "$work/faults-w1.err" && pass ||
+# Whichever worker examines the forged payload first rejects it (under load that need not be w1).
+cat "$work"/faults-w[013].err | grep -q 'rejected .*/worker/w9.safetensors: wrong base' && pass ||
   failed "faults: the payload with the wrong base is rejected"
 grep '^sync ' "$work/faults-w0.out" | grep -qE 'included=[^ ]*(w2|w9)' &&
   failed "faults: a commit included a rejected payload" || pass

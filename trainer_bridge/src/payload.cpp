@@ -735,6 +735,8 @@ Result<DecodedFragment> decode_payload(std::span<const std::uint8_t> file,
         }
         t.values.resize(n);
         dequantize_int8(codes, scales, out.block_size, t.values);
+        // A finite scale no encoder writes (over FLT_MAX / 127) still overflows to infinity.
+        if (auto ok = check_finite(t.values, what); !ok) return fail(ok.error());
         break;
       }
       case WireFormat::fp4_e3m0: {

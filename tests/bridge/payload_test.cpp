@@ -436,6 +436,13 @@ TEST_CASE("hostile safetensors files give errors, not crashes", "[bridge][payloa
     r = decode_payload(bad);
     REQUIRE_FALSE(r);
     CHECK(code_of(r.error()) == payload_errc::bad_values);
+    // A finite, positive scale that overflows to infinity times a code (found by the fuzzer).
+    bad = *good;
+    const float huge = std::numeric_limits<float>::max();
+    std::memcpy(&bad[8 + view->header_size], &huge, sizeof huge);  // the first F32 scale
+    r = decode_payload(bad);
+    REQUIRE_FALSE(r);
+    CHECK(code_of(r.error()) == payload_errc::bad_values);
   }
   SECTION("fp4 code 8 and padding nibbles") {
     Fragment f;

@@ -9,22 +9,11 @@ namespace shardsync::bridge::detail {
 SyncEngine::Outcome SyncEngine::aggregate(std::int64_t p, std::uint64_t n, std::int64_t send_step,
                                           const std::function<bool()>& stopping) {
   const std::string& run = options_.run_id;
-  const std::uint64_t up0 = transport_.bytes_up();
-  const std::uint64_t down0 = transport_.bytes_down();
+  const TrafficMark mark = traffic_mark();
   Outcome out;
   out.record.fragment = p;
   out.record.sync = n;
-  auto finish = [&]() -> Outcome {
-    out.record.bytes_up = transport_.bytes_up() - up0;
-    out.record.bytes_down = transport_.bytes_down() - down0;
-    return std::move(out);
-  };
-  auto failed = [&](Error e) -> Outcome {
-    out.error = std::move(e);
-    log("warn", "bridge: aggregating fragment " + std::to_string(p) + " sync " + std::to_string(n) +
-                    ": " + out.error.describe());
-    return finish();
-  };
+  auto failed = [&](Error e) { return this->failed(out, mark, std::move(e), "aggregating "); };
   const std::string base_sha = global_sha256(p);
   const std::string cpath = commit_path(run, p, n);
   std::map<std::string, Candidate> candidates;
@@ -47,7 +36,7 @@ SyncEngine::Outcome SyncEngine::aggregate(std::int64_t p, std::uint64_t n, std::
       out.record.skipped = !record->applied;
       out.record.global_sha256 = record->applied ? record->global_sha256 : std::string();
       for (const CommitEntry& e : record->included) out.record.included.push_back(e.worker);
-      return finish();
+      return finished(out, mark);
     }
     gather(p, n, base_sha, candidates, rejected, out.rejected);
     if (!candidates.empty() && !first_seen) first_seen = Clock::now();
@@ -139,7 +128,7 @@ SyncEngine::Outcome SyncEngine::aggregate(std::int64_t p, std::uint64_t n, std::
   out.record.skipped = !mine.applied;
   out.record.global_sha256 = mine.applied ? mine.global_sha256 : std::string();
   for (const CommitEntry& e : mine.included) out.record.included.push_back(e.worker);
-  return finish();
+  return finished(out, mark);
 }
 
 }  // namespace shardsync::bridge::detail

@@ -210,28 +210,35 @@ Result<void> SyncEngine::apply_commit(const CommitRecord& record,
   return {};
 }
 
+SyncEngine::TrafficMark SyncEngine::traffic_mark() const {
+  return {transport_.bytes_up(), transport_.bytes_down()};
+}
+
+SyncEngine::Outcome SyncEngine::finished(Outcome& out, const TrafficMark& mark) const {
+  out.record.bytes_up = transport_.bytes_up() - mark.up;
+  out.record.bytes_down = transport_.bytes_down() - mark.down;
+  return std::move(out);
+}
+
+SyncEngine::Outcome SyncEngine::failed(Outcome& out, const TrafficMark& mark, Error error,
+                                       std::string_view what) const {
+  out.error = std::move(error);
+  log("warn", "bridge: " + std::string(what) + "fragment " + std::to_string(out.record.fragment) +
+                  " sync " + std::to_string(out.record.sync) + ": " + out.error.describe());
+  return finished(out, mark);
+}
+
 SyncEngine::Outcome SyncEngine::run_sync(
     std::int64_t p, std::uint64_t n, std::int64_t send_step, const std::vector<Tensor>& local,
     std::uint64_t tokens, const std::function<std::optional<Clock::time_point>()>& deadline,
     const std::function<bool()>& stopping) {
   const std::string& run = options_.run_id;
-  const std::uint64_t up0 = transport_.bytes_up();
-  const std::uint64_t down0 = transport_.bytes_down();
+  const TrafficMark mark = traffic_mark();
   Outcome out;
   out.record.fragment = p;
   out.record.sync = n;
   out.record.send_step = send_step;
-  auto finish = [&](Outcome& o) -> Outcome {
-    o.record.bytes_up = transport_.bytes_up() - up0;
-    o.record.bytes_down = transport_.bytes_down() - down0;
-    return std::move(o);
-  };
-  auto failed = [&](Error e) -> Outcome {
-    out.error = std::move(e);
-    log("warn", "bridge: fragment " + std::to_string(p) + " sync " + std::to_string(n) + ": " +
-                    out.error.describe());
-    return finish(out);
-  };
+  auto failed = [&](Error e) { return this->failed(out, mark, std::move(e), ""); };
 
   // 1. The payload: Δ = base - local (R3), encoded in the run's wire format.
   const std::string base_sha = global_sha256(p);
@@ -380,14 +387,14 @@ SyncEngine::Outcome SyncEngine::run_sync(
       }
       out.record.late = record->applied && !out.record.own_included;
       if (record->applied) out.global = global_copy(p);
-      return finish(out);
+      return finished(out, mark);
     }
     if (reached && Clock::now() >= *reached + options_.commit_timeout) {
       out.record.skipped = true;
       out.record.timed_out = true;
       log("warn", "bridge: no commit for fragment " + std::to_string(p) + " sync " +
                       std::to_string(n) + " in time: skipped locally");
-      return finish(out);
+      return finished(out, mark);
     }
     std::this_thread::sleep_for(options_.poll_interval);
   }

@@ -83,6 +83,16 @@ class SyncEngine {
   std::uint64_t bytes_down() const { return transport_.bytes_down(); }
 
  private:
+  // Transport counters at the start of a sync: finished() charges the traffic since to it.
+  struct TrafficMark {
+    std::uint64_t up = 0;
+    std::uint64_t down = 0;
+  };
+  [[nodiscard]] TrafficMark traffic_mark() const;
+  [[nodiscard]] Outcome finished(Outcome& out, const TrafficMark& mark) const;
+  // Sets the error, logs it as "bridge: WHAT fragment p sync n: …" and finishes.
+  [[nodiscard]] Outcome failed(Outcome& out, const TrafficMark& mark, Error error,
+                               std::string_view what) const;
   struct Candidate {
     std::string sha256;
     std::string url;

@@ -145,6 +145,23 @@ class TinyLM(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
+def add_diloco_arguments(ap):
+    """The run settings the in-process check (inproc.py) and a bridge worker (worker.py) share."""
+    ap.add_argument("--M", type=int, default=4)
+    ap.add_argument("--H", type=int, default=50)
+    ap.add_argument("--P", type=int, default=1)
+    ap.add_argument("--tau", type=int, default=0)
+    ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--wire", default="f32")
+    ap.add_argument("--block", type=int, default=128)
+    ap.add_argument("--outer-lr", type=float, default=0.7)
+    ap.add_argument("--outer-momentum", type=float, default=0.9)
+    ap.add_argument("--lr", type=float, default=4e-3)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+
+
 def build_model(seed):
     """The initial model of a run: identical in every process for a given seed."""
     torch.manual_seed(seed)
